@@ -1,0 +1,70 @@
+"""One frozen settings object, read from environment variables (12-factor).
+
+Standard names stay standard (``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``); everything else is
+``APEX_*``. When the two service URLs are unset, ``apex-stream up`` runs local services and the
+defaults below point at them.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob apex-stream reads; see the table in README.md."""
+
+    model_config = SettingsConfigDict(env_prefix="APEX_", frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+
+    home: Path = Path.home() / ".cache" / "apex-stream"
+    kafka_version: str = "3.9.1"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "768m"
+    postgres_port: int = 55433
+    postgres_bin: Path | None = None
+    postgres_data: Path | None = None
+
+    topics_dir: Path = ROOT / "topics"
+    topic_prefix: str = ""
+    replication_factor: int = Field(default=1, ge=1)
+
+    log_level: str = "INFO"
+
+    @property
+    def manages_kafka(self) -> bool:
+        """True when apex-stream runs its own broker (no KAFKA_BOOTSTRAP_SERVERS given)."""
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def manages_postgres(self) -> bool:
+        """True when apex-stream runs its own PostgreSQL cluster (no DATABASE_URL given)."""
+        return self.database_url is None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"postgresql+psycopg://apex@127.0.0.1:{self.postgres_port}/apex"
+
+    def topic_name(self, name: str) -> str:
+        """The broker-side name of a topic from topics/ (with the configured prefix)."""
+        return f"{self.topic_prefix}{name}"
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,57 @@
+"""topics/ and events.py are one source of truth: the files' schemas are the events' schemas."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from apex_stream.events import EVENT_FOR_TOPIC, encode
+from apex_stream.settings import ROOT
+from apex_stream.topics import event_schema, load_specs
+from tests.unit.test_events import EXAMPLES, opportunity, raw
+
+SPECS = load_specs(ROOT / "topics")
+
+
+def test_every_event_type_has_one_topic_file() -> None:
+    assert set(SPECS) == set(EVENT_FOR_TOPIC)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_topic_file_schema_matches_event_type_field_by_field(name: str) -> None:
+    spec = SPECS[name]
+    expected = event_schema(spec.event_type)
+    assert spec.value_schema["properties"].keys() == expected["properties"].keys()
+    for field, schema in expected["properties"].items():
+        assert spec.value_schema["properties"][field] == schema, field
+    assert spec.value_schema == expected, "run `python scripts/gen_topic_schemas.py`"
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_declarations_are_complete(name: str) -> None:
+    spec = SPECS[name]
+    assert spec.partitions >= 1 and spec.replication_factor >= 1
+    assert spec.config["cleanup.policy"] in {"delete", "compact", "compact,delete"}
+    assert int(spec.config["retention.ms"]) > 0
+    key_fields = spec.key.split(":")
+    assert set(key_fields) <= set(spec.value_schema["properties"]), spec.key
+    assert tuple(key_fields) == spec.event_type.key_fields
+
+
+def test_opportunities_and_outcomes_are_co_partitioned() -> None:
+    assert SPECS["opportunities"].partitions == SPECS["outcomes"].partitions
+    assert SPECS["opportunities"].key == SPECS["outcomes"].key == "opportunity_id"
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_encoded_events_validate_against_their_topic_schema(event: object) -> None:
+    schema = SPECS[type(event).topic].value_schema  # type: ignore[attr-defined]
+    jsonschema.validate(json.loads(encode(event)), schema)  # type: ignore[arg-type]
+
+
+def test_schema_rejects_what_the_decoder_rejects() -> None:
+    schema = SPECS["opportunities"].value_schema
+    with pytest.raises(jsonschema.ValidationError, match="-1.0 is less than the minimum of 0"):
+        jsonschema.validate(json.loads(raw(opportunity(gas_estimate=-1.0))), schema)
