@@ -1,0 +1,251 @@
+"""The `apex-stream` command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+
+import click
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.table import Table
+
+from . import services
+from .errors import ApexStreamError
+from .events import EVENT_FOR_TOPIC
+from .settings import get_settings
+from .topics import TopicAdmin
+
+console = Console()
+
+
+class Group(click.Group):
+    """Turns apex-stream's own errors into one clear line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ApexStreamError as exc:
+            console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            sys.exit(1)
+
+
+@click.group(cls=Group)
+def main() -> None:
+    """apex-stream: real-time ML scoring of arbitrage opportunities on Kafka."""
+
+
+def _print_services(rows: list[services.ServiceStatus], verb: str) -> None:
+    for row in rows:
+        state = "up" if row.up else "down"
+        note = verb if row.changed else f"already {state}"
+        owner = "managed" if row.managed else "external"
+        console.print(f"{row.name:9} {row.address:24} {state:5} ({owner}, {note})")
+
+
+@main.command()
+def up() -> None:
+    """Start the local Kafka broker and PostgreSQL (unless configured to external ones)."""
+    settings = get_settings()
+    rows = services.up(settings)
+    _print_services(rows, "started")
+    if not rows:
+        console.print("KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL are set: nothing to start")
+
+
+@main.command()
+def down() -> None:
+    """Stop the local services that `up` started."""
+    _print_services(services.down(get_settings()), "stopped")
+
+
+@main.command()
+def status() -> None:
+    """Show whether Kafka and PostgreSQL answer."""
+    rows = services.status(get_settings())
+    _print_services(rows, "")
+    if not all(r.up for r in rows):
+        sys.exit(3)
+
+
+@main.group()
+def topics() -> None:
+    """The topics declared in topics/."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create the declared topics that are missing and report drift in the others."""
+
+    async def run() -> int:
+        async with TopicAdmin(get_settings()) as admin:
+            created = await admin.create()
+            states = await admin.describe()
+        for name in created:
+            console.print(f"created {name}")
+        drifted = [s for s in states if s.drift]
+        for state in drifted:
+            console.print(f"[yellow]drift[/yellow] {state.broker_name}: {'; '.join(state.drift)}")
+        console.print(
+            f"{len(states)} topics declared, {len(created)} created, {len(drifted)} drifted"
+        )
+        return 2 if drifted else 0
+
+    sys.exit(asyncio.run(run()))
+
+
+@topics.command("list")
+def topics_list() -> None:
+    """List the declared topics and whether they exist."""
+
+    async def run() -> None:
+        async with TopicAdmin(get_settings()) as admin:
+            states = await admin.describe()
+        table = Table("topic", "partitions", "key", "exists", "drift")
+        for s in states:
+            table.add_row(
+                s.broker_name,
+                str(s.spec.partitions),
+                s.spec.key,
+                "yes" if s.exists else "no",
+                "; ".join(s.drift) or "-",
+            )
+        console.print(table)
+
+    asyncio.run(run())
+
+
+@topics.command("describe")
+@click.argument("name")
+def topics_describe(name: str) -> None:
+    """Show one topic's declaration, broker state and value schema."""
+    import json
+
+    async def run() -> None:
+        async with TopicAdmin(get_settings()) as admin:
+            states = {s.spec.name: s for s in await admin.describe()}
+        if name not in states:
+            raise click.BadParameter(f"unknown topic {name!r}; one of {', '.join(states)}")
+        s = states[name]
+        console.print(f"[bold]{s.broker_name}[/bold]: {s.spec.description}")
+        console.print(
+            f"partitions {s.spec.partitions} declared, {s.partitions} on broker; "
+            f"key {s.spec.key}; config {s.spec.config}"
+        )
+        console.print(f"drift: {'; '.join(s.drift) or 'none'}")
+        console.print_json(json.dumps(s.spec.value_schema))
+
+    asyncio.run(run())
+
+
+@main.command()
+@click.option(
+    "--rate",
+    default=1000.0,
+    show_default=True,
+    help="Opportunities per second; 0 sends as fast as possible.",
+)
+@click.option("--count", type=int, help="Stop after this many opportunities.")
+@click.option("--duration", type=float, help="Stop after this many seconds.")
+@click.option(
+    "--outcomes/--no-outcomes",
+    default=True,
+    show_default=True,
+    help="Also write execution outcomes (drawn from the hidden ground truth).",
+)
+@click.option("--seed", default=0, show_default=True)
+def produce(
+    rate: float, count: int | None, duration: float | None, outcomes: bool, seed: int
+) -> None:
+    """Write the simulated market (prices, opportunities, outcomes) to Kafka."""
+    from .produce import produce_market
+
+    try:
+        sent = asyncio.run(
+            produce_market(
+                get_settings(),
+                rate=rate,
+                count=count,
+                duration=duration,
+                outcomes=outcomes,
+                seed=seed,
+            )
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    console.print(", ".join(f"{n:,} {t}" for t, n in sorted(sent.items())))
+
+
+@main.command()
+@click.option("--rate", default=500.0, show_default=True, help="Opportunities per second.")
+@click.option("--duration", type=float, help="Stop after this many seconds (default: Ctrl-C).")
+@click.option("--seed", default=0, show_default=True)
+def demo(rate: float, duration: float | None, seed: int) -> None:
+    """The main job: local services, topics, and the simulated market streaming live."""
+    from .produce import produce_market
+
+    settings = get_settings()
+    _print_services(services.up(settings), "started")
+
+    async def run() -> None:
+        async with TopicAdmin(settings) as admin:
+            await admin.create()
+        await produce_market(
+            settings, rate=rate, count=None, duration=duration or 1e9, outcomes=True, seed=seed
+        )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    console.print("stopped; `apex-stream down` stops the local services")
+
+
+@main.command()
+@click.argument("topic", type=click.Choice(sorted(EVENT_FOR_TOPIC)))
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest retained message.")
+@click.option("--count", type=int, help="Exit after this many messages.")
+@click.option("--meta", is_flag=True, help="Wrap each value with partition, offset and key.")
+def consume(topic: str, from_beginning: bool, count: int | None, meta: bool) -> None:
+    """Tail a topic as JSON lines (no consumer group, nothing committed)."""
+    import msgspec
+
+    settings = get_settings()
+
+    async def run() -> None:
+        consumer = AIOKafkaConsumer(
+            settings.topic_name(topic),
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+        )
+        await consumer.start()
+        seen = 0
+        try:
+            async for msg in consumer:
+                try:
+                    value = msgspec.json.decode(msg.value)
+                except msgspec.DecodeError:
+                    value = msg.value.decode(errors="backslashreplace")
+                if meta:
+                    value = {
+                        "partition": msg.partition,
+                        "offset": msg.offset,
+                        "key": msg.key.decode(errors="backslashreplace") if msg.key else None,
+                        "timestamp_ms": msg.timestamp,
+                        "value": value,
+                    }
+                sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+                sys.stdout.flush()
+                seen += 1
+                if count is not None and seen >= count:
+                    break
+        finally:
+            await consumer.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
