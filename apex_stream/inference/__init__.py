@@ -1,0 +1,1 @@
+"""Model members, execution-provider selection and registry loading for the scoring worker."""

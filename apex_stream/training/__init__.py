@@ -1,0 +1,1 @@
+"""Offline training of the ensemble members from simulator data."""
