@@ -1,0 +1,210 @@
+"""Rolling market state per (chain, token), updated from batches of price ticks.
+
+Every quantity is an event-time, exponentially decayed statistic held in one row of floats per
+token, so a batch update is a few numpy operations and no window of raw ticks is kept. Ticks
+of the same token in one batch are applied in time order, in *rounds* (round k applies each
+token's k-th tick): the Python loop runs as often as the busiest token ticks in the batch, not
+once per tick.
+
+A token's row (with its pools' last quotes) exports to bytes and imports back exactly, which
+is how the state is shared between workers and survives restarts (see ``features/agent.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import msgspec
+import numpy as np
+
+from ..events import PriceTick
+
+#: Momentum horizons (s): momentum_h = log price - EMA_h(log price).
+HORIZONS = (5.0, 15.0, 30.0, 60.0, 300.0)
+VOLUME_TAUS = (5.0, 60.0, 300.0)  # volume-rate EMAs: fast, moving average, slow
+VWAP_S, LIQUIDITY_S, VOLATILITY_S = 60.0, 300.0, 60.0
+GAS_FAST, GAS_SLOW = 15.0, 300.0
+#: GARCH(1,1) on returns normalised to one second, z: var = w + a*z^2 + b*var, with w chosen
+#: so the long-run variance tracks the EWMA variance (variance targeting).
+GARCH_ALPHA, GARCH_BETA = 0.08, 0.90
+#: Shortest time step used to normalise a return (quotes can share a timestamp).
+MIN_DT = 0.05
+
+# columns of a token's state row
+T, LOGP = 0, 1
+EMA = slice(2, 2 + len(HORIZONS))
+VOLR = slice(EMA.stop, EMA.stop + len(VOLUME_TAUS))
+PV, V, LIQ, LIQE, VAR, GARCH, GAS, GASF, GASS = range(VOLR.stop, VOLR.stop + 9)
+WIDTH = GASS + 1
+
+TOKEN_FEATURES = (
+    *(f"momentum_{int(h)}s" for h in HORIZONS),
+    "volatility_ewma_bps",
+    "volatility_garch_bps",
+    "log_volume_ma",
+    "volume_ratio",
+    "vwap_deviation",
+    "log_liquidity",
+    "liquidity_ratio",
+    "age_s",
+    "gas_trend",
+    "gas_level",
+)
+
+
+class TokenRecord(msgspec.Struct, array_like=True):
+    """A token's exported state: its row and each pool's (dex, last log price, last time)."""
+
+    row: bytes
+    pools: list[tuple[str, float, float]]
+
+
+_encode_record = msgspec.msgpack.Encoder().encode
+_decode_record = msgspec.msgpack.Decoder(TokenRecord).decode
+
+
+def rounds(group: np.ndarray, order_key: np.ndarray) -> list[np.ndarray]:
+    """Split indices into rounds holding at most one index per group, in ``order_key`` order."""
+    if not len(group):
+        return []
+    order = np.lexsort((order_key, group))
+    g = group[order]
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+    rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    return [order[rank == r] for r in range(int(rank.max()) + 1)]
+
+
+class MarketState:
+    """Decayed statistics of every token seen; grows as tokens and pools appear."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.rows: dict[str, int] = {}  # "chain:token" -> row
+        self.pool_rows: dict[str, int] = {}  # "chain:token:dex" -> pool row
+        self.state = np.full((capacity, WIDTH), np.nan)
+        self.pool_state = np.full((4 * capacity, 2), np.nan)  # last log price, last time
+        self.ticks = 0
+
+    def _row(self, key: str) -> int:
+        row = self.rows.setdefault(key, len(self.rows))
+        if row >= len(self.state):
+            self.state = np.vstack([self.state, np.full(self.state.shape, np.nan)])
+        return row
+
+    def _pool_row(self, key: str) -> int:
+        row = self.pool_rows.setdefault(key, len(self.pool_rows))
+        if row >= len(self.pool_state):
+            self.pool_state = np.vstack([self.pool_state, np.full(self.pool_state.shape, np.nan)])
+        return row
+
+    def update(self, ticks: Sequence[PriceTick]) -> set[str]:
+        """Apply a batch of ticks (any order); returns the keys of the tokens updated."""
+        if not ticks:
+            return set()
+        keys = [f"{t.chain}:{t.token}" for t in ticks]
+        rows = np.array([self._row(k) for k in keys])
+        pools = np.array([self._pool_row(f"{k}:{t.dex}") for k, t in zip(keys, ticks, strict=True)])
+        values = np.array(
+            [(t.timestamp, t.price, t.volume, t.liquidity, t.gas_price) for t in ticks]
+        )
+        ts, price, volume, liquidity, gas = values.T
+        for idx in rounds(rows, ts):
+            self._apply(
+                rows[idx], pools[idx], ts[idx], price[idx], volume[idx], liquidity[idx], gas[idx]
+            )
+        self.ticks += len(ticks)
+        return set(keys)
+
+    def _apply(
+        self,
+        r: np.ndarray,
+        pool: np.ndarray,
+        t: np.ndarray,
+        price: np.ndarray,
+        volume: np.ndarray,
+        liquidity: np.ndarray,
+        gas: np.ndarray,
+    ) -> None:
+        s = self.state[r]
+        new = np.isnan(s[:, T])
+        dt = np.where(new, 0.0, np.maximum(t - s[:, T], 0.0))
+        logp = np.log(price)
+        # volatility from each pool's own returns: quotes of two DEXes differ by their
+        # dislocation, which is not price movement
+        last = self.pool_state[pool]
+        fresh_pool = np.isnan(last[:, 0])
+        ret = np.where(fresh_pool, 0.0, logp - last[:, 0])
+        z2 = ret**2 / np.maximum(np.nan_to_num(t - last[:, 1]), MIN_DT)
+        self.pool_state[pool] = np.column_stack([logp, t])
+
+        s = np.where(new[:, None], 0.0, s)
+        keep = np.exp(-dt[:, None] / np.asarray(HORIZONS))
+        s[:, EMA] = np.where(
+            new[:, None], logp[:, None], keep * s[:, EMA] + (1 - keep) * logp[:, None]
+        )
+        taus = np.asarray(VOLUME_TAUS)
+        s[:, VOLR] = s[:, VOLR] * np.exp(-dt[:, None] / taus) + volume[:, None] / taus
+        k = np.exp(-dt / VWAP_S)
+        s[:, PV] = s[:, PV] * k + price * volume
+        s[:, V] = s[:, V] * k + volume
+        k = np.exp(-dt / LIQUIDITY_S)
+        s[:, LIQE] = np.where(new, liquidity, k * s[:, LIQE] + (1 - k) * liquidity)
+        s[:, LIQ] = liquidity
+        k = np.exp(-dt / VOLATILITY_S)
+        s[:, VAR] = np.where(new, z2, k * s[:, VAR] + (1 - k) * z2)
+        s[:, GARCH] = (
+            (1 - GARCH_ALPHA - GARCH_BETA) * s[:, VAR] + GARCH_ALPHA * z2 + GARCH_BETA * s[:, GARCH]
+        )
+        fast, slow = np.exp(-dt / GAS_FAST), np.exp(-dt / GAS_SLOW)
+        s[:, GASF] = np.where(new, gas, fast * s[:, GASF] + (1 - fast) * gas)
+        s[:, GASS] = np.where(new, gas, slow * s[:, GASS] + (1 - slow) * gas)
+        s[:, GAS] = gas
+        s[:, LOGP] = logp
+        s[:, T] = t
+        self.state[r] = s
+
+    def features(self, rows: np.ndarray, now: np.ndarray) -> np.ndarray:
+        """``TOKEN_FEATURES`` of token rows (any shape); unknown rows (-1) give NaN."""
+        known = rows >= 0
+        s = self.state[np.where(known, rows, 0)]
+        pv, v = s[..., PV], s[..., V]
+        traded = (pv > 0) & (v > 0)
+        vwap = np.where(traded, np.log(np.where(traded, pv, 1.0) / np.where(traded, v, 1.0)), 0)
+        tiny = 1e-12
+        out = np.stack(
+            [
+                *(s[..., LOGP] - s[..., EMA][..., i] for i in range(len(HORIZONS))),
+                np.sqrt(s[..., VAR]) * 1e4,
+                np.sqrt(s[..., GARCH]) * 1e4,
+                np.log1p(s[..., VOLR][..., 1]),
+                (s[..., VOLR][..., 0] + 1e-9) / (s[..., VOLR][..., 2] + 1e-9),
+                np.where(traded, s[..., LOGP] - vwap, 0.0),
+                np.log1p(s[..., LIQ]),
+                (s[..., LIQ] + 1e-9) / (s[..., LIQE] + 1e-9),
+                np.maximum(now - s[..., T], 0.0),
+                np.log((s[..., GASF] + tiny) / (s[..., GASS] + tiny)),
+                np.log((s[..., GAS] + tiny) / (s[..., GASS] + tiny)),
+            ],
+            axis=-1,
+        )
+        out[~known] = np.nan
+        return out
+
+    def export(self, keys: Iterable[str]) -> dict[str, bytes]:
+        """Each token's state as bytes (its row plus its pools' last quotes)."""
+        pools_of: dict[str, list[tuple[str, float, float]]] = {}
+        for pool_key, p in self.pool_rows.items():
+            token_key, _, dex = pool_key.rpartition(":")
+            logp, t = self.pool_state[p]
+            pools_of.setdefault(token_key, []).append((dex, float(logp), float(t)))
+        return {
+            k: _encode_record(TokenRecord(self.state[self.rows[k]].tobytes(), pools_of.get(k, [])))
+            for k in keys
+        }
+
+    def load(self, records: dict[str, bytes]) -> None:
+        """Install exported token states (replacing what this state holds for those tokens)."""
+        for key, blob in records.items():
+            record = _decode_record(blob)
+            self.state[self._row(key)] = np.frombuffer(record.row, np.float64)
+            for dex, logp, t in record.pools:
+                self.pool_state[self._pool_row(f"{key}:{dex}")] = (logp, t)
