@@ -1,0 +1,145 @@
+"""The opportunities agent: micro-batches in, predictions out.
+
+``take_events(max, within)`` is the dynamic batcher: a batch closes when it holds
+``batch_max_size`` opportunities or ``batch_max_delay_ms`` after the previous one, whichever
+comes first, and every model then runs once over the whole batch. Predictions and the scored
+features are queued to Kafka, and their delivery is awaited before the batch's offsets are
+acknowledged (at least once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import numpy as np
+
+from ..app import Pipeline
+from ..deadletter import dead_letter, split_valid
+from ..events import Opportunity, Prediction
+from ..features import opportunity_features
+from ..features.agent import MarketView
+from ..metrics import BATCH_SECONDS, BATCH_SIZE, LATENCY, SCORED
+from .ensemble import Ensemble
+
+if TYPE_CHECKING:
+    from ..learning.agent import Learning
+
+
+class ScoredRecord(msgspec.Struct, array_like=True):
+    """What the outcomes agent needs to learn from an opportunity's outcome."""
+
+    features: bytes  # float32 row of FEATURES
+    scores: dict[str, float]
+    versions: dict[str, str]
+    timestamp: float
+
+
+encode_record = msgspec.msgpack.Encoder().encode
+decode_record = msgspec.msgpack.Decoder(ScoredRecord).decode
+
+
+class Scorer:
+    """Features, ensemble and voting for a batch of opportunities (stream and HTTP API)."""
+
+    def __init__(self, ensemble: Ensemble, view: MarketView) -> None:
+        self.ensemble = ensemble
+        self.view = view
+
+    def score(self, opportunities: Sequence[Opportunity]) -> tuple[np.ndarray, Any]:
+        """The feature matrix and the ensemble's scores for a batch."""
+        keys = {f"{o.chain}:{t}" for o in opportunities for t in o.tokens}
+        X = opportunity_features(opportunities, self.view.refresh(keys))
+        return X, self.ensemble.score(X)
+
+    def predictions(
+        self, opportunities: Sequence[Opportunity], scores: Any, received: Sequence[float]
+    ) -> list[Prediction]:
+        versions = self.ensemble.versions
+        voting = self.ensemble.voting
+        members = {name: s.tolist() for name, s in scores.members.items()}
+        now = time.time()
+        return [
+            Prediction(
+                opportunity_id=o.opportunity_id,
+                route_id=o.route_id,
+                chain=o.chain,
+                score=score,
+                decision=decision,
+                threshold=voting.threshold,
+                strategy=voting.strategy,
+                model_scores={name: values[i] for name, values in members.items()},
+                model_versions=versions,
+                latency_ms=max(now - t0, 0.0) * 1000,
+                opportunity_timestamp=o.timestamp,
+                timestamp=now,
+            )
+            for i, (o, score, decision, t0) in enumerate(
+                zip(
+                    opportunities,
+                    scores.vote.score.tolist(),
+                    scores.vote.decision.tolist(),
+                    received,
+                    strict=True,
+                )
+            )
+        ]
+
+
+def attach(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> None:
+    """Register the opportunities agent on the pipeline's app."""
+    settings = pipeline.settings
+
+    @pipeline.app.agent(pipeline.opportunities, name="opportunities")
+    async def opportunities(stream):  # noqa: ANN001, ANN202 (faust agent signature)
+        delay = settings.batch_max_delay_ms / 1000
+        async for events in stream.take_events(settings.batch_max_size, within=delay):
+            learning.ensure_restored()
+            await process(pipeline, scorer, [e.message for e in events])
+
+
+async def process(pipeline: Pipeline, scorer: Scorer, messages: Sequence[Any]) -> None:
+    """Score one batch; invalid or unscorable opportunities go to the dead-letter topic."""
+    opportunities, kept, rejected = split_valid(messages, Opportunity)
+    futures = await pipeline.dead_letter(rejected)
+    if opportunities:
+        started = time.perf_counter()
+        try:
+            X, scores = scorer.score(opportunities)
+        except Exception as exc:  # noqa: BLE001 - a bad batch must not kill the agent
+            futures += await pipeline.dead_letter(
+                [dead_letter(m, f"processing failed: {type(exc).__name__}: {exc}") for m in kept]
+            )
+        else:
+            BATCH_SECONDS.observe(time.perf_counter() - started)
+            BATCH_SIZE.observe(len(opportunities))
+            received = [m.timestamp or time.time() for m in kept]  # record time, seconds
+            predictions = scorer.predictions(opportunities, scores, received)
+            futures += await pipeline.send(predictions)
+            remember(pipeline, opportunities, X, scores, scorer.ensemble.versions)
+            for p in predictions:
+                LATENCY.observe(p.latency_ms / 1000)
+            executed = int(scores.vote.decision.sum())
+            SCORED.labels("execute").inc(executed)
+            SCORED.labels("skip").inc(len(predictions) - executed)
+    for future in futures:
+        await future
+
+
+def remember(
+    pipeline: Pipeline,
+    opportunities: Sequence[Opportunity],
+    X: np.ndarray,
+    scores: Any,
+    versions: dict[str, str],
+) -> None:
+    """Keep each opportunity's features and member scores until its outcome arrives."""
+    members = {name: s.tolist() for name, s in scores.members.items()}
+    now = time.time()
+    table = pipeline.scored
+    for i, o in enumerate(opportunities):
+        table[o.opportunity_id.encode()] = encode_record(
+            ScoredRecord(X[i].tobytes(), {name: v[i] for name, v in members.items()}, versions, now)
+        )

@@ -1,0 +1,1 @@
+"""Learning from outcomes: the online ensemble member and per-version performance."""
