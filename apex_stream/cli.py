@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from aiokafka import AIOKafkaConsumer
@@ -16,6 +17,9 @@ from .errors import ApexStreamError
 from .events import EVENT_FOR_TOPIC
 from .settings import get_settings
 from .topics import TopicAdmin
+
+if TYPE_CHECKING:
+    from .inference.registry import ModelEntry
 
 console = Console()
 
@@ -137,6 +141,64 @@ def topics_describe(name: str) -> None:
         console.print_json(json.dumps(s.spec.value_schema))
 
     asyncio.run(run())
+
+
+@main.command()
+def worker() -> None:
+    """Run a stream worker (several workers in one group split the partitions)."""
+    from . import worker as worker_module
+
+    sys.argv = [sys.argv[0], "worker"]  # Faust's own command line: no further arguments
+    worker_module.run(get_settings())
+
+
+@main.group()
+def models() -> None:
+    """Model versions in the models/ manifest."""
+
+
+@models.command("train")
+@click.option("--version", default="1.0.0", show_default=True, help="Semantic version to write.")
+@click.option("--seed", default=11, show_default=True, help="Simulator seed of the history.")
+@click.option(
+    "--opportunities", default=200_000, show_default=True, help="Simulated opportunities."
+)
+def models_train(version: str, seed: int, opportunities: int) -> None:
+    """Train the XGBoost, ONNX and online members (and stacking) on simulated history."""
+    from .training.train import train_baseline
+
+    settings = get_settings()
+    entries = train_baseline(
+        settings.models_dir,
+        version=version,
+        seed=seed,
+        opportunities=opportunities,
+        console=console,
+    )
+    _print_models(entries)
+
+
+@models.command("list")
+def models_list() -> None:
+    """Every registered version with its status and test metrics."""
+    from .inference.registry import Registry
+
+    _print_models(Registry(get_settings().models_dir).entries())
+
+
+def _print_models(entries: list[ModelEntry]) -> None:
+    table = Table("model", "type", "status", "features", "test AUC", "test logloss", "created")
+    for e in entries:
+        table.add_row(
+            e.key,
+            e.type,
+            e.status,
+            e.feature_version,
+            f"{e.metrics.get('test_auc', float('nan')):.4f}",
+            f"{e.metrics.get('test_logloss', float('nan')):.4f}",
+            e.created,
+        )
+    console.print(table)
 
 
 @main.command()

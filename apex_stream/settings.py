@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,23 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
 
     log_level: str = "INFO"
+
+    models_dir: Path = ROOT / "models"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    onnx_threads: int = Field(default=1, ge=1)
+    xgboost_threads: int = Field(default=2, ge=1)
+    voting_strategy: Literal["weighted", "majority", "unanimous", "stacking"] = "weighted"
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    voting_weights: dict[str, float] = {"xgboost": 0.6, "onnx": 0.4}
+    online_weight: float = Field(default=0.2, ge=0, le=1)
+
+    batch_max_size: int = Field(default=1024, ge=1)
+    batch_max_delay_ms: float = Field(default=5.0, gt=0)
+    app_id: str = "apex-stream"
+    web_port: int = 6066
+    features_ttl_s: float = Field(default=600.0, gt=0)
+    outcome_wait_s: float = Field(default=60.0, ge=0)
+    learner_snapshot_every: int = Field(default=2000, ge=1)
 
     @property
     def manages_kafka(self) -> bool:

@@ -1,0 +1,101 @@
+"""The Faust app of a worker and the state its agents share.
+
+Agents live beside what they own (``features/agent.py``, ``inference/agent.py``,
+``learning/agent.py``) and attach themselves to a :class:`Pipeline`, which holds the one
+``faust.App``, its topics and tables, and a producer shortcut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+
+from .events import DeadLetter, Event, encode
+from .metrics import DEAD_LETTERS
+from .settings import Settings
+
+#: Tables hold raw bytes under bytes keys (Faust picks the raw codec for ``bytes``);
+#: apex-stream encodes the values itself.
+RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The worker's app: at-least-once, raw bytes in and out (apex-stream decodes itself)."""
+    return faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=6,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=5000,
+        stream_buffer_maxsize=16384,
+        producer_linger_ms=1,
+        producer_max_batch_size=262_144,
+        producer_acks=-1,
+        web_port=settings.web_port,
+        web_host="0.0.0.0",
+        web_in_thread=False,
+        table_cleanup_interval=60.0,
+    )
+
+
+class Pipeline:
+    """The app with the topics and tables its agents share."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+
+        def topic(name: str) -> faust.TopicT:
+            return self.app.topic(
+                settings.topic_name(name),
+                key_serializer="raw",
+                value_serializer="raw",
+            )
+
+        self.prices = topic("prices")
+        self.opportunities = topic("opportunities")
+        self.outcomes = topic("outcomes")
+        # Market state of every token, written by the worker owning the token's prices
+        # partition, read by every worker (Faust's advice for a GlobalTable shared by several
+        # instances: one partition, recovery buffer 1).
+        self.market = self.app.GlobalTable(
+            f"{settings.topic_prefix}market-state",
+            **RAW,
+            partitions=1,
+            recovery_buffer_size=1,
+            use_partitioner=True,
+        )
+        # Features each opportunity was scored with, keyed by opportunity_id and partitioned
+        # like opportunities and outcomes, until its outcome arrives (or features_ttl_s).
+        self.scored = self.app.Table(
+            f"{settings.topic_prefix}scored",
+            **RAW,
+            use_partitioner=True,
+        )
+        self.learner_state = self.app.GlobalTable(
+            f"{settings.topic_prefix}learner-state",
+            **RAW,
+            partitions=1,
+            recovery_buffer_size=1,
+            use_partitioner=True,
+        )
+
+    async def send(self, events: Iterable[Event]) -> list[asyncio.Future[Any]]:
+        """Queue events to their topics; returns delivery futures to await before acking."""
+        producer = self.app.producer
+        topic_name = self.settings.topic_name
+        return [
+            await producer.send(topic_name(e.topic), e.key(), encode(e), None, None, None)
+            for e in events
+        ]
+
+    async def dead_letter(self, letters: list[DeadLetter]) -> list[asyncio.Future[Any]]:
+        for letter in letters:
+            DEAD_LETTERS.labels(letter.source_topic).inc()
+        return await self.send(letters)

@@ -1,0 +1,43 @@
+"""The dead-letter path: what cannot be decoded or processed is kept with where it came from
+and why, and the stream goes on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from .errors import InvalidEvent
+from .events import DeadLetter, Event, decode
+
+E = TypeVar("E", bound=Event)
+
+
+def dead_letter(message: Any, reason: str) -> DeadLetter:
+    """A DeadLetter for a consumed message (anything with topic, partition, offset, key, value)."""
+    key = message.key
+    return DeadLetter(
+        source_topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=key.decode(errors="backslashreplace") if isinstance(key, bytes) else key,
+        payload=(message.value or b"").decode(errors="backslashreplace"),
+        reason=reason,
+        timestamp=time.time(),
+    )
+
+
+def split_valid(
+    messages: Sequence[Any], cls: type[E]
+) -> tuple[list[E], list[Any], list[DeadLetter]]:
+    """Decode a batch: the valid events with their messages, and a DeadLetter per invalid one."""
+    valid: list[E] = []
+    kept: list[Any] = []
+    rejected: list[DeadLetter] = []
+    for message in messages:
+        try:
+            valid.append(decode(message.value, cls))
+            kept.append(message)
+        except InvalidEvent as exc:
+            rejected.append(dead_letter(message, exc.reason))
+    return valid, kept, rejected

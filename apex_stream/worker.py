@@ -1,0 +1,41 @@
+"""A worker: the pipeline's app with every agent attached, and how to run it."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from . import api
+from .app import Pipeline
+from .features import agent as features_agent
+from .features.agent import MarketView
+from .inference import agent as inference_agent
+from .inference.agent import Scorer
+from .inference.ensemble import Ensemble
+from .learning import agent as learning_agent
+from .learning.agent import Learning
+from .metrics import PROVIDER
+from .settings import Settings
+
+
+def build(settings: Settings) -> Pipeline:
+    """The app with the prices, opportunities and outcomes agents and the HTTP views."""
+    pipeline = Pipeline(settings)
+    ensemble = Ensemble(settings)
+    learning = Learning(pipeline, ensemble.online, ensemble.means["online"], settings.threshold)
+    scorer = Scorer(ensemble, MarketView(pipeline))
+    features_agent.attach(pipeline)
+    inference_agent.attach(pipeline, scorer, learning)
+    learning_agent.attach(pipeline, learning)
+    api.attach(pipeline, scorer, learning)
+    for member, provider in ensemble.providers.items():
+        PROVIDER.labels(member, provider).set(1)
+    return pipeline
+
+
+def run(settings: Settings) -> None:
+    """Run a worker until interrupted (SIGINT/SIGTERM stop it cleanly)."""
+    logging.basicConfig(level=settings.log_level)
+    pipeline = build(settings)
+    faust.Worker(pipeline.app, loglevel=settings.log_level.lower()).execute_from_commandline()
