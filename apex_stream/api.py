@@ -116,6 +116,7 @@ def attach(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> None:
                 self,
                 {
                     "status": "ok",
+                    "recovered": pipeline.app.tables.recovery.completed.is_set(),
                     "model_versions": scorer.ensemble.versions,
                     "providers": scorer.ensemble.providers,
                     "market_tokens": len(pipeline.market),

@@ -8,14 +8,18 @@ Agents live beside what they own (``features/agent.py``, ``inference/agent.py``,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import logging
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 import faust
 
+from .deadletter import dead_letter
 from .events import DeadLetter, Event, encode
 from .metrics import DEAD_LETTERS
 from .settings import Settings
+
+log = logging.getLogger("apex_stream.worker")
 
 #: Tables hold raw bytes under bytes keys (Faust picks the raw codec for ``bytes``);
 #: apex-stream encodes the values itself.
@@ -24,6 +28,8 @@ RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
 
 def create_app(settings: Settings) -> faust.App:
     """The worker's app: at-least-once, raw bytes in and out (apex-stream decodes itself)."""
+    datadir = settings.home / "faust" / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -41,6 +47,7 @@ def create_app(settings: Settings) -> faust.App:
         web_host="0.0.0.0",
         web_in_thread=False,
         table_cleanup_interval=60.0,
+        datadir=str(datadir),
     )
 
 
@@ -94,6 +101,21 @@ class Pipeline:
             await producer.send(topic_name(e.topic), e.key(), encode(e), None, None, None)
             for e in events
         ]
+
+    async def guarded(self, messages: Sequence[Any], work: Awaitable[None]) -> None:
+        """Run one batch's work; if it fails, dead-letter the batch with the error and go on,
+        so no agent dies on bad input (and if even that fails, log every offset)."""
+        try:
+            await work
+        except Exception as exc:  # noqa: BLE001 - the agent must survive any one batch
+            log.exception("batch of %d failed; dead-lettering it", len(messages))
+            reason = f"processing failed: {type(exc).__name__}: {exc}"
+            try:
+                for future in await self.dead_letter([dead_letter(m, reason) for m in messages]):
+                    await future
+            except Exception:  # noqa: BLE001
+                for m in messages:
+                    log.error("lost %s[%d]@%d: %s", m.topic, m.partition, m.offset, reason)
 
     async def dead_letter(self, letters: list[DeadLetter]) -> list[asyncio.Future[Any]]:
         for letter in letters:

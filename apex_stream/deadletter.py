@@ -20,7 +20,7 @@ def dead_letter(message: Any, reason: str) -> DeadLetter:
         source_topic=message.topic,
         partition=message.partition,
         offset=message.offset,
-        key=key.decode(errors="backslashreplace") if isinstance(key, bytes) else key,
+        source_key=key.decode(errors="backslashreplace") if isinstance(key, bytes) else key,
         payload=(message.value or b"").decode(errors="backslashreplace"),
         reason=reason,
         timestamp=time.time(),

@@ -184,7 +184,7 @@ class DeadLetter(Event, frozen=True):
     source_topic: str
     partition: int
     offset: int
-    key: str | None
+    source_key: str | None
     payload: str
     reason: str
     timestamp: Timestamp = msgspec.field(default_factory=time.time)
@@ -215,8 +215,10 @@ def encode(event: Event) -> bytes:
 E = TypeVar("E", bound=Event)
 
 
-def decode(payload: bytes, cls: type[E]) -> E:
+def decode(payload: bytes | None, cls: type[E]) -> E:
     """Parse and validate one message; raises :class:`InvalidEvent` with a readable reason."""
+    if payload is None:
+        raise InvalidEvent("message has no value (a tombstone?); send the event as JSON")
     try:
         return _decoders[cls].decode(payload)
     except msgspec.ValidationError as exc:

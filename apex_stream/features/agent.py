@@ -10,6 +10,7 @@ of a token continues from the published state.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from ..app import Pipeline
 from ..deadletter import split_valid
@@ -43,23 +44,28 @@ def attach(pipeline: Pipeline) -> None:
         nonlocal owned
         owned = MarketState()
 
+    async def apply(messages: list[Any]) -> None:
+        ticks, _, rejected = split_valid(messages, PriceTick)
+        futures = await pipeline.dead_letter(rejected)
+        if ticks:
+            keys = {f"{t.chain}:{t.token}" for t in ticks}
+            table = pipeline.market
+            owned.load(
+                {
+                    k: blob
+                    for k in keys - owned.rows.keys()
+                    if (blob := table.get(k.encode())) is not None
+                }
+            )
+            for key, blob in owned.export(owned.update(ticks)).items():
+                table[key.encode()] = blob
+            PRICE_TICKS.inc(len(ticks))
+        for future in futures:
+            await future
+
     @pipeline.app.agent(pipeline.prices, name="prices")
     async def prices(stream):  # noqa: ANN001, ANN202 (faust agent signature)
         delay = settings.batch_max_delay_ms / 1000
         async for events in stream.take_events(settings.batch_max_size, within=delay):
-            ticks, _, rejected = split_valid([e.message for e in events], PriceTick)
-            futures = await pipeline.dead_letter(rejected)
-            if ticks:
-                keys = {f"{t.chain}:{t.token}" for t in ticks}
-                owned.load(
-                    {
-                        k: blob
-                        for k in keys - owned.rows.keys()
-                        if (blob := pipeline.market.get(k.encode())) is not None
-                    }
-                )
-                for key, blob in owned.export(owned.update(ticks)).items():
-                    pipeline.market[key.encode()] = blob
-                PRICE_TICKS.inc(len(ticks))
-            for future in futures:
-                await future
+            messages = [e.message for e in events]
+            await pipeline.guarded(messages, apply(messages))

@@ -205,6 +205,8 @@ class MarketState:
         """Install exported token states (replacing what this state holds for those tokens)."""
         for key, blob in records.items():
             record = _decode_record(blob)
-            self.state[self._row(key)] = np.frombuffer(record.row, np.float64)
+            row = self._row(key)  # may grow self.state: index only afterwards
+            self.state[row] = np.frombuffer(record.row, np.float64)
             for dex, logp, t in record.pools:
-                self.pool_state[self._pool_row(f"{key}:{dex}")] = (logp, t)
+                pool = self._pool_row(f"{key}:{dex}")
+                self.pool_state[pool] = (logp, t)

@@ -97,7 +97,8 @@ def attach(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> None:
         delay = settings.batch_max_delay_ms / 1000
         async for events in stream.take_events(settings.batch_max_size, within=delay):
             learning.ensure_restored()
-            await process(pipeline, scorer, [e.message for e in events])
+            messages = [e.message for e in events]
+            await pipeline.guarded(messages, process(pipeline, scorer, messages))
 
 
 async def process(pipeline: Pipeline, scorer: Scorer, messages: Sequence[Any]) -> None:

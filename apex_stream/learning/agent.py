@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 
@@ -104,6 +105,15 @@ class Learning:
         self._since_snapshot = 0
 
 
+async def learn(pipeline: Pipeline, learning: Learning, messages: list[Any]) -> None:
+    """Dead-letter invalid outcomes, learn from the valid ones."""
+    valid, _, rejected = split_valid(messages, Outcome)
+    futures = await pipeline.dead_letter(rejected)
+    learning.learn(valid)
+    for future in futures:
+        await future
+
+
 def attach(pipeline: Pipeline, learning: Learning) -> None:
     """Register the outcomes agent and the expiry of unjoined scored features."""
     settings = pipeline.settings
@@ -112,11 +122,14 @@ def attach(pipeline: Pipeline, learning: Learning) -> None:
     async def outcomes(stream):  # noqa: ANN001, ANN202 (faust agent signature)
         async for events in stream.take_events(settings.batch_max_size, within=0.05):
             learning.ensure_restored()
-            valid, _, rejected = split_valid([e.message for e in events], Outcome)
-            futures = await pipeline.dead_letter(rejected)
-            learning.learn(valid)
-            for future in futures:
-                await future
+            messages = [e.message for e in events]
+            await pipeline.guarded(messages, learn(pipeline, learning, messages))
+
+    @pipeline.app.timer(interval=1.0)
+    async def restore_after_recovery() -> None:
+        """Restore the learner as soon as the tables are recovered, even before any event."""
+        if pipeline.app.tables.recovery.completed.is_set():
+            learning.ensure_restored()
 
     @pipeline.app.timer(interval=1.0)
     async def retry_waiting() -> None:

@@ -59,7 +59,7 @@ class OnlineLearner:
 
     @classmethod
     def restore(cls, blob: bytes) -> OnlineLearner:
-        """A learner from :meth:`snapshot`; refuses one built on another feature list."""
+        """A learner from :meth:`snapshot` (callers compare ``features`` with their own)."""
         features, version, model, learned = pickle.loads(blob)
         learner = cls(features, version)
         learner.model, learner.learned = model, learned
