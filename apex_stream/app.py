@@ -57,6 +57,8 @@ class Pipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = create_app(settings)
+        self._sending: list[asyncio.Future[Any]] = []
+        self._in_flight: list[asyncio.Future[Any]] = []
 
         def topic(name: str) -> faust.TopicT:
             return self.app.topic(
@@ -93,31 +95,41 @@ class Pipeline:
             use_partitioner=True,
         )
 
-    async def send(self, events: Iterable[Event]) -> list[asyncio.Future[Any]]:
-        """Queue events to their topics; returns delivery futures to await before acking."""
+    async def send(self, events: Iterable[Event]) -> None:
+        """Queue events to their topics. Delivery is confirmed one batch later (:meth:`settle`),
+        and Faust flushes the producer before it commits offsets, so an acknowledged input is
+        never ahead of its output (at least once) while batches still overlap on the wire."""
         producer = self.app.producer
         topic_name = self.settings.topic_name
-        return [
+        self._sending += [
             await producer.send(topic_name(e.topic), e.key(), encode(e), None, None, None)
             for e in events
         ]
+
+    async def settle(self) -> None:
+        """Await the deliveries queued before the current batch; a failure raises here."""
+        previous, self._in_flight, self._sending = self._in_flight, self._sending, []
+        for future in previous:
+            await future
 
     async def guarded(self, messages: Sequence[Any], work: Awaitable[None]) -> None:
         """Run one batch's work; if it fails, dead-letter the batch with the error and go on,
         so no agent dies on bad input (and if even that fails, log every offset)."""
         try:
             await work
+            await self.settle()
         except Exception as exc:  # noqa: BLE001 - the agent must survive any one batch
             log.exception("batch of %d failed; dead-lettering it", len(messages))
             reason = f"processing failed: {type(exc).__name__}: {exc}"
             try:
-                for future in await self.dead_letter([dead_letter(m, reason) for m in messages]):
-                    await future
+                await self.dead_letter([dead_letter(m, reason) for m in messages])
+                await self.settle()
+                await self.settle()
             except Exception:  # noqa: BLE001
                 for m in messages:
                     log.error("lost %s[%d]@%d: %s", m.topic, m.partition, m.offset, reason)
 
-    async def dead_letter(self, letters: list[DeadLetter]) -> list[asyncio.Future[Any]]:
+    async def dead_letter(self, letters: list[DeadLetter]) -> None:
         for letter in letters:
             DEAD_LETTERS.labels(letter.source_topic).inc()
-        return await self.send(letters)
+        await self.send(letters)

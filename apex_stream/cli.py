@@ -244,21 +244,13 @@ def produce(
 @click.option("--duration", type=float, help="Stop after this many seconds (default: Ctrl-C).")
 @click.option("--seed", default=0, show_default=True)
 def demo(rate: float, duration: float | None, seed: int) -> None:
-    """The main job: local services, topics, and the simulated market streaming live."""
-    from .produce import produce_market
-
-    settings = get_settings()
-    _print_services(services.up(settings), "started")
-
-    async def run() -> None:
-        async with TopicAdmin(settings) as admin:
-            await admin.create()
-        await produce_market(
-            settings, rate=rate, count=None, duration=duration or 1e9, outcomes=True, seed=seed
-        )
+    """The main job: local services, topics, a worker and the simulated market, live."""
+    from .demo import run_demo
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+        asyncio.run(
+            run_demo(get_settings(), rate=rate, duration=duration, seed=seed, console=console)
+        )
     console.print("stopped; `apex-stream down` stops the local services")
 
 

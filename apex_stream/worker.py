@@ -38,4 +38,8 @@ def run(settings: Settings) -> None:
     """Run a worker until interrupted (SIGINT/SIGTERM stop it cleanly)."""
     logging.basicConfig(level=settings.log_level)
     pipeline = build(settings)
-    faust.Worker(pipeline.app, loglevel=settings.log_level.lower()).execute_from_commandline()
+    worker = faust.Worker(pipeline.app, loglevel=settings.log_level.lower())
+    # Faust's terminal spinner turns every DEBUG call into a log record (and a redraw) at
+    # WARNING level: costly on the hot path, useless in a service
+    worker.spinner = None
+    worker.execute_from_commandline()

@@ -46,7 +46,7 @@ def attach(pipeline: Pipeline) -> None:
 
     async def apply(messages: list[Any]) -> None:
         ticks, _, rejected = split_valid(messages, PriceTick)
-        futures = await pipeline.dead_letter(rejected)
+        await pipeline.dead_letter(rejected)
         if ticks:
             keys = {f"{t.chain}:{t.token}" for t in ticks}
             table = pipeline.market
@@ -60,8 +60,6 @@ def attach(pipeline: Pipeline) -> None:
             for key, blob in owned.export(owned.update(ticks)).items():
                 table[key.encode()] = blob
             PRICE_TICKS.inc(len(ticks))
-        for future in futures:
-            await future
 
     @pipeline.app.agent(pipeline.prices, name="prices")
     async def prices(stream):  # noqa: ANN001, ANN202 (faust agent signature)

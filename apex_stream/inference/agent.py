@@ -2,9 +2,9 @@
 
 ``take_events(max, within)`` is the dynamic batcher: a batch closes when it holds
 ``batch_max_size`` opportunities or ``batch_max_delay_ms`` after the previous one, whichever
-comes first, and every model then runs once over the whole batch. Predictions and the scored
-features are queued to Kafka, and their delivery is awaited before the batch's offsets are
-acknowledged (at least once).
+
+
+
 """
 
 from __future__ import annotations
@@ -104,13 +104,13 @@ def attach(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> None:
 async def process(pipeline: Pipeline, scorer: Scorer, messages: Sequence[Any]) -> None:
     """Score one batch; invalid or unscorable opportunities go to the dead-letter topic."""
     opportunities, kept, rejected = split_valid(messages, Opportunity)
-    futures = await pipeline.dead_letter(rejected)
+    await pipeline.dead_letter(rejected)
     if opportunities:
         started = time.perf_counter()
         try:
             X, scores = scorer.score(opportunities)
         except Exception as exc:  # noqa: BLE001 - a bad batch must not kill the agent
-            futures += await pipeline.dead_letter(
+            await pipeline.dead_letter(
                 [dead_letter(m, f"processing failed: {type(exc).__name__}: {exc}") for m in kept]
             )
         else:
@@ -118,15 +118,13 @@ async def process(pipeline: Pipeline, scorer: Scorer, messages: Sequence[Any]) -
             BATCH_SIZE.observe(len(opportunities))
             received = [m.timestamp or time.time() for m in kept]  # record time, seconds
             predictions = scorer.predictions(opportunities, scores, received)
-            futures += await pipeline.send(predictions)
+            await pipeline.send(predictions)
             remember(pipeline, opportunities, X, scores, scorer.ensemble.versions)
             for p in predictions:
                 LATENCY.observe(p.latency_ms / 1000)
             executed = int(scores.vote.decision.sum())
             SCORED.labels("execute").inc(executed)
             SCORED.labels("skip").inc(len(predictions) - executed)
-    for future in futures:
-        await future
 
 
 def remember(

@@ -108,10 +108,8 @@ class Learning:
 async def learn(pipeline: Pipeline, learning: Learning, messages: list[Any]) -> None:
     """Dead-letter invalid outcomes, learn from the valid ones."""
     valid, _, rejected = split_valid(messages, Outcome)
-    futures = await pipeline.dead_letter(rejected)
+    await pipeline.dead_letter(rejected)
     learning.learn(valid)
-    for future in futures:
-        await future
 
 
 def attach(pipeline: Pipeline, learning: Learning) -> None:

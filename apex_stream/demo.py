@@ -1,0 +1,171 @@
+"""`apex-stream demo`: local services, topics, a worker, the simulated market, live figures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import deque
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from . import services
+from .events import Prediction, decode
+from .produce import produce_market
+from .settings import Settings
+from .topics import TopicAdmin
+
+
+class Figures:
+    """Rolling figures over the predictions topic."""
+
+    def __init__(self, window: int = 20_000) -> None:
+        self.latency_ms: deque[float] = deque(maxlen=window)
+        self.arrivals: deque[float] = deque(maxlen=window)
+        self.total = 0
+        self.executed = 0
+
+    def add(self, prediction: Prediction) -> None:
+        now = time.time()
+        self.latency_ms.append((prediction.timestamp - prediction.opportunity_timestamp) * 1e3)
+        self.arrivals.append(now)
+        self.total += 1
+        self.executed += prediction.decision
+
+    def rate(self, seconds: float = 5.0) -> float:
+        horizon = time.time() - seconds
+        return sum(1 for t in self.arrivals if t >= horizon) / seconds
+
+
+def _worker_json(port: int, path: str) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return json.loads(response.read())
+    except OSError:
+        return {}
+
+
+def _view(figures: Figures, summary: dict[str, Any], started: float, port: int) -> Group:
+    head = Table.grid(padding=(0, 3))
+    lat = np.array(figures.latency_ms) if figures.latency_ms else np.zeros(1)
+    p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+    head.add_row("predictions", f"{figures.total:,}", "rate (5 s)", f"{figures.rate():,.0f}/s")
+    head.add_row(
+        "latency p50/p95/p99",
+        f"{p50:.1f} / {p95:.1f} / {p99:.1f} ms",
+        "execute share",
+        f"{figures.executed / max(figures.total, 1):.1%}",
+    )
+    head.add_row(
+        "providers",
+        ", ".join(f"{k}: {v}" for k, v in summary.get("providers", {}).items()),
+        "running",
+        f"{time.time() - started:,.0f} s",
+    )
+    models = Table(
+        "model@version",
+        "outcomes",
+        "AUC",
+        "accuracy",
+        "precision",
+        "recall",
+        "realized profit (executed)",
+        title="per model, from outcomes",
+    )
+    for key, perf in sorted(summary.get("performance", {}).items()):
+        models.add_row(
+            key,
+            f"{perf['samples']:,}",
+            f"{perf['auc']:.3f}",
+            f"{perf['accuracy']:.3f}",
+            f"{perf['precision']:.3f}",
+            f"{perf['recall']:.3f}",
+            f"${perf['realized_profit_usd']:,.0f}",
+        )
+    footer = (
+        f"worker API: http://127.0.0.1:{port}/health · /metrics · /models/summary · Ctrl-C stops"
+    )
+    return Group(head, models, footer)
+
+
+async def _watch(settings: Settings, figures: Figures) -> None:
+    consumer = AIOKafkaConsumer(
+        settings.topic_name("predictions"),
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="latest",
+    )
+    await consumer.start()
+    try:
+        async for message in consumer:
+            figures.add(decode(message.value, Prediction))
+    finally:
+        await consumer.stop()
+
+
+async def run_demo(
+    settings: Settings, *, rate: float, duration: float | None, seed: int, console: Console
+) -> None:
+    """Run the whole system until ``duration`` passes or Ctrl-C."""
+    for row in services.up(settings):
+        console.print(f"{row.name} on {row.address} ({'started' if row.changed else 'up'})")
+    async with TopicAdmin(settings) as admin:
+        await admin.create()
+    log = settings.home / "demo-worker.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "apex_stream.cli", "worker"],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=os.environ | {"APEX_LOG_LEVEL": "WARNING"},
+    )
+    console.print(f"worker pid {worker.pid} (log: {log}); waiting for it to answer ...")
+    while not _worker_json(settings.web_port, "/health").get("recovered"):
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited; see {log}")
+        await asyncio.sleep(0.5)
+    figures, started = Figures(), time.time()
+    tasks = [
+        asyncio.create_task(_watch(settings, figures)),
+        asyncio.create_task(
+            produce_market(
+                settings,
+                rate=rate,
+                count=None,
+                duration=duration or 1e9,
+                outcomes=True,
+                seed=seed,
+                quiet=True,
+            )
+        ),
+    ]
+    try:
+        with Live(console=console, refresh_per_second=2) as live:
+            while not tasks[1].done():
+                summary = _worker_json(settings.web_port, "/models/summary")
+                live.update(_view(figures, summary, started, settings.web_port))
+                await asyncio.sleep(1.0)
+            await tasks[1]
+            await asyncio.sleep(2.0)  # the last predictions
+            live.update(
+                _view(
+                    figures,
+                    _worker_json(settings.web_port, "/models/summary"),
+                    started,
+                    settings.web_port,
+                )
+            )
+    finally:
+        for task in tasks:
+            task.cancel()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
