@@ -106,6 +106,24 @@ class Pipeline:
             for e in events
         ]
 
+    async def put_scored(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Set (or, with ``None``, delete) keys of the ``scored`` table in bulk.
+
+        Equivalent to ``table[key] = value`` / ``del table[key]`` (local store plus one
+        changelog record per key, partitioned by key), but the changelog records go through
+        :meth:`send`'s direct producer path instead of Faust's per-key ``send_soon`` buffer,
+        which measured more than half of the worker's time at full load.
+        """
+        store = self.scored.data
+        topic = self.scored.changelog_topic.get_topic_name()
+        producer = self.app.producer
+        for key, value in items:
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
+            self._sending.append(await producer.send(topic, key, value, None, None, None))
+
     async def settle(self) -> None:
         """Await the deliveries queued before the current batch; a failure raises here."""
         previous, self._in_flight, self._sending = self._in_flight, self._sending, []

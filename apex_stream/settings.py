@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     models_dir: Path = ROOT / "models"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     onnx_threads: int = Field(default=1, ge=1)
-    xgboost_threads: int = Field(default=2, ge=1)
+    xgboost_threads: int = Field(default=1, ge=1)
     voting_strategy: Literal["weighted", "majority", "unanimous", "stacking"] = "weighted"
     threshold: float = Field(default=0.5, gt=0, lt=1)
     voting_weights: dict[str, float] = {"xgboost": 0.6, "onnx": 0.4}

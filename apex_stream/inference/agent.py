@@ -119,7 +119,7 @@ async def process(pipeline: Pipeline, scorer: Scorer, messages: Sequence[Any]) -
             received = [m.timestamp or time.time() for m in kept]  # record time, seconds
             predictions = scorer.predictions(opportunities, scores, received)
             await pipeline.send(predictions)
-            remember(pipeline, opportunities, X, scores, scorer.ensemble.versions)
+            await remember(pipeline, opportunities, X, scores, scorer.ensemble.versions)
             for p in predictions:
                 LATENCY.observe(p.latency_ms / 1000)
             executed = int(scores.vote.decision.sum())
@@ -127,7 +127,7 @@ async def process(pipeline: Pipeline, scorer: Scorer, messages: Sequence[Any]) -
             SCORED.labels("skip").inc(len(predictions) - executed)
 
 
-def remember(
+async def remember(
     pipeline: Pipeline,
     opportunities: Sequence[Opportunity],
     X: np.ndarray,
@@ -137,8 +137,12 @@ def remember(
     """Keep each opportunity's features and member scores until its outcome arrives."""
     members = {name: s.tolist() for name, s in scores.members.items()}
     now = time.time()
-    table = pipeline.scored
-    for i, o in enumerate(opportunities):
-        table[o.opportunity_id.encode()] = encode_record(
-            ScoredRecord(X[i].tobytes(), {name: v[i] for name, v in members.items()}, versions, now)
+    await pipeline.put_scored(
+        (
+            o.opportunity_id.encode(),
+            encode_record(
+                ScoredRecord(X[i].tobytes(), {n: v[i] for n, v in members.items()}, versions, now)
+            ),
         )
+        for i, o in enumerate(opportunities)
+    )

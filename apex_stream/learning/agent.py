@@ -53,7 +53,7 @@ class Learning:
                 self.learner.model, self.learner.learned = restored.model, restored.learned
                 log.info("online learner restored (%d outcomes learned)", restored.learned)
 
-    def learn(self, outcomes: list[Outcome]) -> int:
+    async def learn(self, outcomes: list[Outcome]) -> int:
         """Learn from the outcomes whose scored features are known; returns how many joined.
 
         An outcome can overtake its opportunity (different partitions, lag): it waits in a
@@ -64,6 +64,7 @@ class Learning:
         waiting, self.waiting = self.waiting, {}
         waiting.update((o.opportunity_id, (o, now)) for o in outcomes)
         rows, labels, profits, member_scores, versions = [], [], [], [], []
+        joined: list[bytes] = []
         expired = 0
         for opportunity_id, (outcome, since) in waiting.items():
             key = opportunity_id.encode()
@@ -75,12 +76,13 @@ class Learning:
                     expired += 1
                 continue
             record = decode_record(blob)
-            del table[key]
+            joined.append(key)
             rows.append(record.features)
             labels.append(outcome.success)
             profits.append(outcome.realized_profit_usd)
             member_scores.append(record.scores)
             versions.append(record.versions)
+        await self.pipeline.put_scored((key, None) for key in joined)
         OUTCOMES.labels("yes").inc(len(rows))
         OUTCOMES.labels("no").inc(expired)
         if not rows:
@@ -109,7 +111,7 @@ async def learn(pipeline: Pipeline, learning: Learning, messages: list[Any]) -> 
     """Dead-letter invalid outcomes, learn from the valid ones."""
     valid, _, rejected = split_valid(messages, Outcome)
     await pipeline.dead_letter(rejected)
-    learning.learn(valid)
+    await learning.learn(valid)
 
 
 def attach(pipeline: Pipeline, learning: Learning) -> None:
@@ -133,7 +135,7 @@ def attach(pipeline: Pipeline, learning: Learning) -> None:
     async def retry_waiting() -> None:
         """Join outcomes that overtook their opportunity, also when no new outcome arrives."""
         if learning.waiting:
-            learning.learn([])
+            await learning.learn([])
 
     @pipeline.app.timer(interval=settings.features_ttl_s / 4)
     async def expire_scored() -> None:
@@ -141,5 +143,4 @@ def attach(pipeline: Pipeline, learning: Learning) -> None:
         table = pipeline.scored
         horizon = time.time() - settings.features_ttl_s
         stale = [k for k, blob in list(table.items()) if decode_record(blob).timestamp < horizon]
-        for key in stale:
-            del table[key]
+        await pipeline.put_scored((key, None) for key in stale)

@@ -1,7 +1,9 @@
 """Per-model-version performance from outcomes, for A/B decisions.
 
-Each (member, version) keeps river's streaming classification metrics over the outcomes of the
-opportunities it scored, plus the realized profit of the ones its decision would have executed.
+Each (member, version) keeps confusion counts at the decision threshold (a score strictly above
+it executes), the realized profit of what it would have executed, and histograms of its scores
+for successes and failures, from which the AUC is read (exact up to ties within a 1/1000 bin).
+Updates are vectorized over an outcome batch.
 """
 
 from __future__ import annotations
@@ -9,42 +11,59 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from river import metrics
+
+BINS = 1000
+
+
+def _histogram() -> np.ndarray:
+    return np.zeros(BINS, dtype=np.int64)
 
 
 @dataclass
 class VersionPerformance:
-    """Streaming metrics of one model version at the decision threshold."""
+    """Streaming metrics of one model version."""
 
     threshold: float
-    samples: int = 0
-    executed: int = 0
+    tp: int = 0
+    fp: int = 0
+    tn: int = 0
+    fn: int = 0
     realized_profit_usd: float = 0.0
-    accuracy: metrics.Accuracy = field(default_factory=metrics.Accuracy)
-    precision: metrics.Precision = field(default_factory=metrics.Precision)
-    recall: metrics.Recall = field(default_factory=metrics.Recall)
-    auc: metrics.ROCAUC = field(default_factory=lambda: metrics.ROCAUC(n_thresholds=50))
+    positives: np.ndarray = field(default_factory=_histogram)
+    negatives: np.ndarray = field(default_factory=_histogram)
 
     def update(self, scores: np.ndarray, success: np.ndarray, profit: np.ndarray) -> None:
-        decided = scores > self.threshold
-        for p, yes, y in zip(scores.tolist(), decided.tolist(), success.tolist(), strict=True):
-            y = bool(y)
-            self.accuracy.update(y, yes)
-            self.precision.update(y, yes)
-            self.recall.update(y, yes)
-            self.auc.update(y, p)
-        self.samples += len(scores)
-        self.executed += int(decided.sum())
-        self.realized_profit_usd += float(profit[decided].sum())
+        success = np.asarray(success, dtype=bool)
+        executed = scores > self.threshold
+        self.tp += int((executed & success).sum())
+        self.fp += int((executed & ~success).sum())
+        self.fn += int((~executed & success).sum())
+        self.tn += int((~executed & ~success).sum())
+        self.realized_profit_usd += float(profit[executed].sum())
+        bins = np.clip((scores * BINS).astype(np.int64), 0, BINS - 1)
+        self.positives += np.bincount(bins[success], minlength=BINS)
+        self.negatives += np.bincount(bins[~success], minlength=BINS)
+
+    @property
+    def auc(self) -> float:
+        """P(score of a success > score of a failure), ties (same bin) counting one half."""
+        pos, neg = self.positives.sum(), self.negatives.sum()
+        if pos == 0 or neg == 0:
+            return float("nan")
+        below = np.cumsum(self.negatives) - self.negatives  # failures in lower bins
+        wins = (self.positives * below).sum() + 0.5 * (self.positives * self.negatives).sum()
+        return float(wins / (pos * neg))
 
     def summary(self) -> dict[str, float]:
+        samples = self.tp + self.fp + self.tn + self.fn
+        executed = self.tp + self.fp
         return {
-            "samples": self.samples,
-            "executed": self.executed,
-            "accuracy": float(self.accuracy.get()),
-            "precision": float(self.precision.get()),
-            "recall": float(self.recall.get()),
-            "auc": float(self.auc.get()),
+            "samples": samples,
+            "executed": executed,
+            "accuracy": (self.tp + self.tn) / samples if samples else 0.0,
+            "precision": self.tp / executed if executed else 0.0,
+            "recall": self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0,
+            "auc": self.auc,
             "realized_profit_usd": self.realized_profit_usd,
         }
 

@@ -96,3 +96,16 @@ def test_book_keeps_each_member_and_version_apart() -> None:
         {"samples": 2, "executed": 0, "accuracy": 0.0, "recall": 0.0, "realized_profit_usd": 0.0},
     )
     assert all(perf.threshold == 0.5 for perf in book.versions.values())
+
+
+def test_auc_matches_the_pairwise_definition() -> None:
+    from apex_stream.training.metrics import roc_auc
+
+    rng = np.random.default_rng(3)
+    success = rng.random(5_000) < 0.4
+    scores = np.clip(rng.normal(0.4 + 0.2 * success, 0.2), 0, 1)
+    perf = VersionPerformance(threshold=0.5)
+    for chunk in np.array_split(np.arange(5_000), 7):
+        perf.update(scores[chunk], success[chunk], np.zeros(len(chunk)))
+    # binning to 1/1000 only merges near-ties
+    assert perf.summary()["auc"] == pytest.approx(roc_auc(success, scores), abs=2e-3)

@@ -1,0 +1,294 @@
+"""End-to-end benchmark of the stream pipeline against the real local broker.
+
+    python bench/pipeline.py            # ~4 minutes; writes bench/results.json and bench/README.md
+
+Measures, in one run, on fresh topics:
+  (a) sustained throughput, opportunities -> predictions, full ensemble (one worker process);
+  (b) end-to-end latency p50/p95/p99 at fixed offered loads: producer timestamp (the
+      opportunity's ``timestamp``, stamped when sent) to the prediction's Kafka record time;
+  (c) the same throughput with batch size 1 (per-event inference);
+  (d) the ceiling: a bare aiokafka consume-and-produce passthrough of the same messages.
+Market prices are produced first so features see a full market; outcomes are not produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import msgspec
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from apex_stream.events import Opportunity, Prediction, encode
+from apex_stream.settings import Settings
+from apex_stream.simulator import MarketSimulator
+from apex_stream.topics import TopicAdmin
+
+HERE = Path(__file__).parent
+THROUGHPUT_N = int(os.environ.get("BENCH_N", "60000"))
+PER_EVENT_N = int(os.environ.get("BENCH_PER_EVENT_N", "5000"))
+LOADS = tuple(int(x) for x in os.environ.get("BENCH_LOADS", "1000,5000,10000").split(","))
+LOAD_SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "15"))
+PORT = 16200
+
+
+def market(n: int) -> tuple[list, list[Opportunity]]:
+    sim = MarketSimulator(42, start_time=time.time() - n / 200 - 30)
+    prices, opportunities = [], []
+    for step in sim.run(opportunities=n):
+        prices += step.prices
+        opportunities += step.opportunities
+    return prices, opportunities
+
+
+async def fresh(settings: Settings) -> None:
+    async with TopicAdmin(settings) as admin:
+        await admin.create()
+
+
+def start_worker(settings: Settings, extra: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = (
+        os.environ
+        | {
+            "APEX_TOPIC_PREFIX": settings.topic_prefix,
+            "APEX_WEB_PORT": str(PORT),
+            "APEX_APP_ID": f"bench-{settings.topic_prefix.rstrip('.')}",
+            "APEX_LOG_LEVEL": "WARNING",
+        }
+        | extra
+    )
+    log = (HERE / ".worker.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apex_stream.cli", "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/health", timeout=2) as r:
+                if json.loads(r.read())["recovered"]:
+                    return proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("worker did not start; see bench/.worker.log")
+        time.sleep(0.5)
+
+
+def wait_for_prices(n: int, timeout: float = 120) -> None:
+    """Block until the worker has applied ``n`` price ticks (its startup backlog)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("apex_price_ticks_total ") and float(line.split()[1]) >= n:
+                    return
+        time.sleep(0.5)
+    raise RuntimeError(f"the worker did not apply {n} price ticks in {timeout}s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    left = subprocess.run(
+        ["pgrep", "-f", "apex_stream.cli worker"], capture_output=True, text=True
+    ).stdout.split()
+    print(f"  worker {proc.pid} exited with {proc.returncode}; still running: {left}", flush=True)
+
+
+async def blast(settings: Settings, topic: str, values: list[bytes], keys: list[bytes]) -> None:
+    """Produce as fast as aiokafka can, in per-partition batches."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, max_batch_size=1_048_576, acks=1
+    )
+    await producer.start()
+    name = settings.topic_name(topic)
+    futures = [await producer.send(name, v, key=k) for v, k in zip(values, keys, strict=True)]
+    await asyncio.gather(*futures)
+    await producer.stop()
+
+
+async def record_times(settings: Settings, topic: str, n: int, timeout: float) -> np.ndarray:
+    """Kafka record timestamps (s) of the first ``n`` messages of a topic."""
+    consumer = AIOKafkaConsumer(
+        settings.topic_name(topic),
+        group_id=None,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        max_poll_records=50_000,
+    )
+    await consumer.start()
+    times: list[int] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(times) < n and time.monotonic() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                times += [m.timestamp for m in msgs]
+    finally:
+        await consumer.stop()
+    return np.sort(np.array(times[:n])) / 1000.0
+
+
+def rate(times: np.ndarray) -> float:
+    """Messages per second between the 10th and 90th percentile of arrivals (steady state)."""
+    lo, hi = int(len(times) * 0.1), int(len(times) * 0.9)
+    return (hi - lo) / max(times[hi] - times[lo], 1e-9)
+
+
+async def throughput(batch_size: int, n: int, prices: list, opportunities: list) -> float:
+    settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
+    await fresh(settings)
+    await blast(settings, "prices", [encode(p) for p in prices], [p.key() for p in prices])
+    proc = start_worker(settings, {"APEX_BATCH_MAX_SIZE": str(batch_size)})
+    try:
+        wait_for_prices(len(prices))
+        opps = opportunities[:n]
+        await blast(settings, "opportunities", [encode(o) for o in opps], [o.key() for o in opps])
+        times = await record_times(settings, "predictions", n, timeout=600)
+    finally:
+        stop(proc)
+    if len(times) < n:
+        raise RuntimeError(f"only {len(times)} of {n} predictions arrived")
+    return rate(times)
+
+
+async def latency(load: int, prices: list, opportunities: list) -> dict[str, float]:
+    """Offer ``load`` opportunities/s for LOAD_SECONDS, stamped at send time."""
+    settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
+    await fresh(settings)
+    await blast(settings, "prices", [encode(p) for p in prices], [p.key() for p in prices])
+    proc = start_worker(settings, {})
+    n = int(load * LOAD_SECONDS)
+    pool = opportunities
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=1, acks=1)
+    await producer.start()
+    name = settings.topic_name("opportunities")
+    sent = 0
+    try:
+        wait_for_prices(len(prices))
+        t0 = time.monotonic()
+        tick = 0.005
+        while sent < n:
+            due = min(n, int((time.monotonic() - t0) * load) + 1)
+            now = time.time()
+            for i in range(sent, due):
+                o = msgspec.structs.replace(
+                    pool[i % len(pool)], timestamp=now, opportunity_id=f"lat-{i}"
+                )
+                await producer.send(name, encode(o), key=o.key())
+            sent = due
+            await asyncio.sleep(tick)
+        offered = n / (time.monotonic() - t0)
+        await producer.flush()
+        consumer = AIOKafkaConsumer(
+            settings.topic_name("predictions"),
+            group_id=None,
+            bootstrap_servers=settings.bootstrap_servers,
+            auto_offset_reset="earliest",
+            max_poll_records=50_000,
+        )
+        await consumer.start()
+        lat: list[float] = []
+        deadline = time.monotonic() + 120
+        while len(lat) < n and time.monotonic() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                for m in msgs:
+                    p = msgspec.json.decode(m.value, type=Prediction)
+                    lat.append(m.timestamp / 1000.0 - p.opportunity_timestamp)
+        await consumer.stop()
+    finally:
+        await producer.stop()
+        stop(proc)
+    ms = np.array(lat) * 1000
+    return {
+        "offered_per_s": offered,
+        "received": len(ms),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+    }
+
+
+async def passthrough(n: int, opportunities: list) -> float:
+    """Bare aiokafka: consume opportunities and produce them unchanged, as fast as possible."""
+    settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
+    await fresh(settings)
+    opps = opportunities[:n]
+    await blast(settings, "opportunities", [encode(o) for o in opps], [o.key() for o in opps])
+    consumer = AIOKafkaConsumer(
+        settings.topic_name("opportunities"),
+        group_id=None,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        max_poll_records=5_000,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=1, max_batch_size=262_144, acks=-1
+    )
+    await consumer.start()
+    await producer.start()
+    out = settings.topic_name("predictions")
+    seen = 0
+    while seen < n:
+        for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+            for m in msgs:
+                await producer.send(out, m.value, key=m.key)
+            seen += len(msgs)
+    await producer.flush()
+    await consumer.stop()
+    await producer.stop()
+    return rate(await record_times(settings, "predictions", n, timeout=120))
+
+
+async def main() -> None:
+    prices, opportunities = market(max(THROUGHPUT_N, 20_000))
+    print(
+        f"simulated {len(opportunities):,} opportunities, {len(prices):,} price ticks", flush=True
+    )
+    results: dict[str, object] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; broker, worker and load generator share it",
+        "command": "python bench/pipeline.py",
+        "n_throughput": THROUGHPUT_N,
+        "n_per_event": PER_EVENT_N,
+    }
+    results["passthrough_per_s"] = await passthrough(THROUGHPUT_N, opportunities)
+    print(f"(d) passthrough: {results['passthrough_per_s']:,.0f}/s", flush=True)
+    results["micro_batched_per_s"] = await throughput(
+        Settings().batch_max_size, THROUGHPUT_N, prices, opportunities
+    )
+    print(f"(a) micro-batched pipeline: {results['micro_batched_per_s']:,.0f}/s", flush=True)
+    results["per_event_per_s"] = await throughput(1, PER_EVENT_N, prices, opportunities)
+    print(f"(c) batch size 1: {results['per_event_per_s']:,.0f}/s", flush=True)
+    results["latency"] = {}
+    for load in LOADS:
+        results["latency"][str(load)] = await latency(load, prices, opportunities)
+        print(f"(b) {load}/s: {results['latency'][str(load)]}", flush=True)
+    results["micro_batch_vs_per_event"] = (
+        results["micro_batched_per_s"] / results["per_event_per_s"]
+    )
+    results["share_of_passthrough"] = results["micro_batched_per_s"] / results["passthrough_per_s"]
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
