@@ -28,7 +28,6 @@ from pathlib import Path
 import msgspec
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
 
 from apex_stream.events import Opportunity, Prediction, encode
 from apex_stream.settings import Settings
@@ -248,7 +247,7 @@ async def passthrough(n: int, opportunities: list) -> float:
     out = settings.topic_name("predictions")
     seen = 0
     while seen < n:
-        for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+        for msgs in (await consumer.getmany(timeout_ms=500)).values():
             for m in msgs:
                 await producer.send(out, m.value, key=m.key)
             seen += len(msgs)
