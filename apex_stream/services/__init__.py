@@ -24,28 +24,24 @@ class ServiceStatus:
     changed: bool = False
 
 
+def _managed(settings: Settings) -> list[tuple[str, KafkaService | PostgresService]]:
+    """The services apex-stream runs itself (those without an external URL)."""
+    managed: list[tuple[str, KafkaService | PostgresService]] = []
+    if settings.manages_kafka:
+        managed.append(("kafka", KafkaService(settings)))
+    if settings.manages_postgres:
+        managed.append(("postgres", PostgresService(settings)))
+    return managed
+
+
 def up(settings: Settings) -> list[ServiceStatus]:
     """Start whatever apex-stream manages and is not running yet; wait until each answers."""
-    result = []
-    if settings.manages_kafka:
-        kafka = KafkaService(settings)
-        result.append(ServiceStatus("kafka", kafka.address, True, True, kafka.start()))
-    if settings.manages_postgres:
-        pg = PostgresService(settings)
-        result.append(ServiceStatus("postgres", pg.address, True, True, pg.start()))
-    return result
+    return [ServiceStatus(n, s.address, True, True, s.start()) for n, s in _managed(settings)]
 
 
 def down(settings: Settings) -> list[ServiceStatus]:
     """Stop the services apex-stream manages; external ones are left alone."""
-    result = []
-    if settings.manages_kafka:
-        kafka = KafkaService(settings)
-        result.append(ServiceStatus("kafka", kafka.address, True, False, kafka.stop()))
-    if settings.manages_postgres:
-        pg = PostgresService(settings)
-        result.append(ServiceStatus("postgres", pg.address, True, False, pg.stop()))
-    return result
+    return [ServiceStatus(n, s.address, True, False, s.stop()) for n, s in _managed(settings)]
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
