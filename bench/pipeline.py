@@ -30,6 +30,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from apex_stream.events import Opportunity, Prediction, encode
 from apex_stream.settings import Settings
@@ -56,6 +57,17 @@ def market(n: int) -> tuple[list, list[Opportunity]]:
 async def fresh(settings: Settings) -> None:
     async with TopicAdmin(settings) as admin:
         await admin.create()
+
+
+async def drop(settings: Settings) -> None:
+    """Delete a step's topics (its own and its worker's changelogs) so the broker stays lean."""
+    marker = settings.topic_prefix.rstrip(".")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    names = [t for t in await admin.list_topics() if marker in t]
+    if names:
+        await admin.delete_topics(names)
+    await admin.close()
 
 
 def start_worker(settings: Settings, extra: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -165,6 +177,7 @@ async def throughput(batch_size: int, n: int, prices: list, opportunities: list)
         times = await record_times(settings, "predictions", n, timeout=600)
     finally:
         stop(proc)
+        await drop(settings)
     if len(times) < n:
         raise RuntimeError(f"only {len(times)} of {n} predictions arrived")
     return rate(times)
@@ -217,6 +230,7 @@ async def latency(load: int, prices: list, opportunities: list) -> dict[str, flo
     finally:
         await producer.stop()
         stop(proc)
+        await drop(settings)
     ms = np.array(lat) * 1000
     return {
         "offered_per_s": offered,
@@ -256,7 +270,9 @@ async def passthrough(n: int, opportunities: list) -> float:
     await producer.flush()
     await consumer.stop()
     await producer.stop()
-    return rate(await record_times(settings, "predictions", n, timeout=120))
+    result = rate(await record_times(settings, "predictions", n, timeout=120))
+    await drop(settings)
+    return result
 
 
 async def faust_ceiling(n: int, opportunities: list) -> float:
@@ -276,6 +292,7 @@ async def faust_ceiling(n: int, opportunities: list) -> float:
         text=True,
         timeout=600,
     ).stdout.split()
+    await drop(settings)
     return float(out[-1])
 
 
