@@ -153,6 +153,44 @@ def worker() -> None:
 
 
 @main.group()
+def db() -> None:
+    """The database schema (Alembic migrations in migrations/)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest)."""
+    from .sink import migrations
+
+    migrations.upgrade(get_settings().db_url, revision)
+    _print_revision()
+
+
+@db.command("downgrade")
+@click.argument("revision", default="-1")
+def db_downgrade(revision: str) -> None:
+    """Migrate the database down to REVISION (default: one step; `base` removes everything)."""
+    from .sink import migrations
+
+    migrations.downgrade(get_settings().db_url, revision)
+    _print_revision()
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the database's revision and storage (timescaledb or postgresql)."""
+    _print_revision()
+
+
+def _print_revision() -> None:
+    from .sink import migrations
+
+    revision, storage = migrations.current(get_settings().db_url)
+    console.print(f"revision {revision or 'none (empty database)'}; storage {storage or '-'}")
+
+
+@main.group()
 def models() -> None:
     """Model versions in the models/ manifest."""
 

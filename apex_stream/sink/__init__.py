@@ -1,0 +1,1 @@
+"""Storage: the database schema (Alembic migrations in migrations/) and the sink."""
