@@ -190,6 +190,27 @@ def _print_revision() -> None:
     console.print(f"revision {revision or 'none (empty database)'}; storage {storage or '-'}")
 
 
+@main.command()
+def sink() -> None:
+    """Write the event topics to the database (run `apex-stream db upgrade` first)."""
+    import logging
+    import signal
+
+    from .sink.agent import Sink
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Sink(settings).run(stop)
+
+    asyncio.run(run())
+
+
 @main.group()
 def models() -> None:
     """Model versions in the models/ manifest."""

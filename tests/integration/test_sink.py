@@ -1,0 +1,136 @@
+"""The sink on the real broker and database: every message stored exactly once, also across a
+replay and across a PostgreSQL outage."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, pool, text
+
+from apex_stream.client import EventProducer
+from apex_stream.events import Alert, Prediction, decode
+from apex_stream.services.postgres import PostgresService
+from apex_stream.settings import Settings
+from apex_stream.simulator import MarketSimulator
+from apex_stream.sink import migrations
+from apex_stream.sink.agent import Sink
+from apex_stream.topics import TopicAdmin
+from tests.integration.worker import collect, running_worker
+
+pytestmark = pytest.mark.slow
+TABLE_OF = {
+    "prices": "price_ticks",
+    "opportunities": "opportunities",
+    "predictions": "predictions",
+    "outcomes": "outcomes",
+}
+
+
+def counts(url: str) -> dict[str, int]:
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        result = {
+            t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in TABLE_OF.values()
+        }
+    engine.dispose()
+    return result
+
+
+async def sink_until(
+    settings: Settings, url: str, expected: dict[str, int], timeout: float = 180
+) -> Sink:
+    """Run a sink until the tables hold ``expected`` rows (or ``timeout``)."""
+    stop = asyncio.Event()
+    sink = Sink(settings.model_copy(update={"database_url": url}))
+    task = asyncio.create_task(sink.run(stop))
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not task.done():
+            try:
+                if counts(url) == expected:
+                    break
+            except Exception:  # noqa: BLE001 - the database may be down on purpose
+                pass
+            await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await task
+    return sink
+
+
+async def produced(settings: Settings, n: int, seed: int) -> dict[str, int]:
+    async with TopicAdmin(settings) as admin:
+        await admin.create()
+    steps = list(MarketSimulator(seed, start_time=time.time() - n / 200 - 60).run(opportunities=n))
+    events = [e for s in steps for e in (*s.prices, *s.opportunities, *s.outcomes)]
+    async with EventProducer(settings) as producer:
+        await producer.send_many(events)
+    return {
+        "prices": sum(len(s.prices) for s in steps),
+        "opportunities": n,
+        "outcomes": sum(len(s.outcomes) for s in steps),
+    }
+
+
+async def test_fifty_thousand_events_stored_once_and_replay_adds_nothing(
+    settings: Settings, database: str, tmp_path: Path
+) -> None:
+    migrations.upgrade(database, quiet=True)
+    sent = await produced(settings, 20_000, seed=12)
+    with running_worker(settings, 16301, tmp_path / "worker.log"):
+        predictions = await collect(settings, "predictions", 20_000, timeout=180)
+    sent["predictions"] = len({decode(m.value, Prediction).opportunity_id for m in predictions})
+    assert sum(sent.values()) >= 50_000
+    expected = {TABLE_OF[t]: n for t, n in sent.items()}
+    first = await sink_until(settings, database, expected)
+    assert counts(database) == expected
+    # offsets reset: a consumer group of its own reads every message again
+    replay = settings.model_copy(update={"app_id": f"{settings.app_id}-replay"})
+    again = await sink_until(replay, database, {}, timeout=20)
+    assert sum(again.written.values()) >= sum(first.written.values()) >= sum(sent.values())
+    assert counts(database) == expected
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[tuple[PostgresService, str]]:
+    folder = Path(tempfile.mkdtemp(prefix="apex-sink-pg-"))
+    folder.chmod(0o755)
+    settings = Settings(postgres_port=55497, postgres_data=folder / "data")
+    service = PostgresService(settings)
+    service.start()
+    yield service, settings.db_url
+    service.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_sink_survives_a_database_outage(
+    settings: Settings, private_postgres: tuple[PostgresService, str]
+) -> None:
+    service, url = private_postgres
+    migrations.upgrade(url, quiet=True)
+    stop = asyncio.Event()
+    sink = Sink(settings.model_copy(update={"database_url": url}), batch_records=500)
+    task = asyncio.create_task(sink.run(stop))
+    sent = await produced(settings, 3_000, seed=13)
+    expected = {TABLE_OF[t]: n for t, n in sent.items()} | {"predictions": 0}
+    while sum(sink.written.values()) == 0:
+        await asyncio.sleep(0.1)
+    await asyncio.to_thread(service.stop)  # mid-stream
+    await asyncio.sleep(4)
+    assert not task.done()
+    await asyncio.to_thread(service.start)
+    deadline = time.monotonic() + 120
+    while counts(url) != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    stop.set()
+    await task
+    assert counts(url) == expected
+    alerts = [decode(m.value, Alert) for m in await collect(settings, "alerts", 1, timeout=10)]
+    assert alerts and alerts[0].kind == "sink-database" and alerts[0].severity == "critical"
