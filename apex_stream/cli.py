@@ -211,6 +211,63 @@ def sink() -> None:
     asyncio.run(run())
 
 
+@main.command()
+@click.argument(
+    "name",
+    type=click.Choice(
+        ["predictions-per-minute", "outcomes-per-hour", "ab-comparison", "token-summary"]
+    ),
+)
+@click.option(
+    "--since",
+    default="1h",
+    show_default=True,
+    help="Window start: an ISO time, or a duration back from now (30m, 6h, 7d).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+def analytics(name: str, since: str, fmt: str) -> None:
+    """Run one of the analytics queries (their SQL is in README.md)."""
+    import csv
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import create_engine
+
+    from .sink.analytics import run
+
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if since[-1:] in units and since[:-1].isdigit():
+        start = datetime.now(UTC) - timedelta(**{units[since[-1]]: int(since[:-1])})
+    else:
+        try:
+            start = datetime.fromisoformat(since)
+        except ValueError:
+            raise click.BadParameter(f"{since!r}: use an ISO time or 30m / 6h / 7d") from None
+    engine = create_engine(get_settings().db_url)
+    columns, rows = run(engine, name, start)
+    engine.dispose()
+    if fmt == "json":
+        sys.stdout.write(
+            json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=1)
+            + "\n"
+        )
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        table = Table(*columns, title=f"{name} since {start:%Y-%m-%d %H:%M} UTC")
+        for row in rows:
+            table.add_row(*(f"{v:,.4g}" if isinstance(v, float) else str(v) for v in row))
+        console.print(table)
+
+
 @main.group()
 def models() -> None:
     """Model versions in the models/ manifest."""
