@@ -367,7 +367,7 @@ def demo(rate: float, duration: float | None, seed: int) -> None:
         asyncio.run(
             run_demo(get_settings(), rate=rate, duration=duration, seed=seed, console=console)
         )
-    console.print("stopped; `apex-stream down` stops the local services")
+    console.print("\nstopped; `apex-stream down` stops the local services")
 
 
 @main.command()
