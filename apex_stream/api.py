@@ -52,13 +52,12 @@ def _scored(scorer: Scorer, opportunities: list[Opportunity], started: float) ->
     t0 = time.perf_counter()
     _, scores = scorer.score(opportunities)
     t1 = time.perf_counter()
-    members = {name: s.tolist() for name, s in scores.members.items()}
     results = [
         {
             "opportunity_id": o.opportunity_id,
             "score": score,
             "decision": decision,
-            "model_scores": {name: v[i] for name, v in members.items()},
+            "model_scores": scores.rows[i],
         }
         for i, (o, score, decision) in enumerate(
             zip(

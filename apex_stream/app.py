@@ -141,8 +141,8 @@ class Pipeline:
             reason = f"processing failed: {type(exc).__name__}: {exc}"
             try:
                 await self.dead_letter([dead_letter(m, reason) for m in messages])
-                await self.settle()
-                await self.settle()
+                await self.settle()  # what was in flight before
+                await self.settle()  # these dead letters
             except Exception:  # noqa: BLE001
                 for m in messages:
                     log.error("lost %s[%d]@%d: %s", m.topic, m.partition, m.offset, reason)

@@ -2,9 +2,8 @@
 
 ``take_events(max, within)`` is the dynamic batcher: a batch closes when it holds
 ``batch_max_size`` opportunities or ``batch_max_delay_ms`` after the previous one, whichever
-
-
-
+comes first, and every model then runs once over the whole batch. Predictions and the scored
+features go to Kafka at least once (see :meth:`Pipeline.send`).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from ..events import Opportunity, Prediction
 from ..features import opportunity_features
 from ..features.agent import MarketView
 from ..metrics import BATCH_SECONDS, BATCH_SIZE, LATENCY, SCORED
-from .ensemble import Ensemble
+from .ensemble import Ensemble, Scores
 
 if TYPE_CHECKING:
     from ..learning.agent import Learning
@@ -48,18 +47,17 @@ class Scorer:
         self.ensemble = ensemble
         self.view = view
 
-    def score(self, opportunities: Sequence[Opportunity]) -> tuple[np.ndarray, Any]:
+    def score(self, opportunities: Sequence[Opportunity]) -> tuple[np.ndarray, Scores]:
         """The feature matrix and the ensemble's scores for a batch."""
         keys = {f"{o.chain}:{t}" for o in opportunities for t in o.tokens}
         X = opportunity_features(opportunities, self.view.refresh(keys))
         return X, self.ensemble.score(X)
 
     def predictions(
-        self, opportunities: Sequence[Opportunity], scores: Any, received: Sequence[float]
+        self, opportunities: Sequence[Opportunity], scores: Scores, received: Sequence[float]
     ) -> list[Prediction]:
         versions = self.ensemble.versions
         voting = self.ensemble.voting
-        members = {name: s.tolist() for name, s in scores.members.items()}
         now = time.time()
         return [
             Prediction(
@@ -70,7 +68,7 @@ class Scorer:
                 decision=decision,
                 threshold=voting.threshold,
                 strategy=voting.strategy,
-                model_scores={name: values[i] for name, values in members.items()},
+                model_scores=scores.rows[i],
                 model_versions=versions,
                 latency_ms=max(now - t0, 0.0) * 1000,
                 opportunity_timestamp=o.timestamp,
@@ -131,18 +129,15 @@ async def remember(
     pipeline: Pipeline,
     opportunities: Sequence[Opportunity],
     X: np.ndarray,
-    scores: Any,
+    scores: Scores,
     versions: dict[str, str],
 ) -> None:
     """Keep each opportunity's features and member scores until its outcome arrives."""
-    members = {name: s.tolist() for name, s in scores.members.items()}
     now = time.time()
     await pipeline.put_scored(
         (
             o.opportunity_id.encode(),
-            encode_record(
-                ScoredRecord(X[i].tobytes(), {n: v[i] for n, v in members.items()}, versions, now)
-            ),
+            encode_record(ScoredRecord(X[i].tobytes(), scores.rows[i], versions, now)),
         )
         for i, o in enumerate(opportunities)
     )

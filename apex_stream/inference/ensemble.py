@@ -5,6 +5,7 @@ both score identically."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -23,6 +24,16 @@ class Scores:
 
     members: dict[str, np.ndarray]
     vote: Vote
+
+    @cached_property
+    def rows(self) -> list[dict[str, float]]:
+        """Each opportunity's member scores as a dict (built once; predictions, the scored
+        table and the HTTP API all need them)."""
+        names = list(self.members)
+        return [
+            dict(zip(names, row, strict=True))
+            for row in zip(*(s.tolist() for s in self.members.values()), strict=True)
+        ]
 
 
 def voting_config(settings: Settings, registry: Registry) -> VotingConfig:
