@@ -119,6 +119,10 @@ def attach(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> None:
                     "model_versions": scorer.ensemble.versions,
                     "providers": scorer.ensemble.providers,
                     "market_tokens": len(pipeline.market),
+                    "assigned": sorted(
+                        f"{tp.topic}:{tp.partition}"
+                        for tp in pipeline.app.assignor.assigned_actives()
+                    ),
                 },
             )
 

@@ -117,7 +117,7 @@ async def test_two_workers_share_the_partitions_and_score_everything(
         running_worker(settings, 16103, tmp_path / "a.log"),
         running_worker(settings, 16104, tmp_path / "b.log"),
     ):
-        await asyncio.sleep(5)  # let the group settle on both members
+        await _until_both_assigned(settings, 16103, 16104)
         async with EventProducer(settings) as producer:
             await producer.send_many([*prices, *opportunities])
         predictions = await collect(settings, "predictions", 10_000, timeout=180)
@@ -125,6 +125,21 @@ async def test_two_workers_share_the_partitions_and_score_everything(
     ids = {decode(m.value, Prediction).opportunity_id for m in predictions}
     assert ids == {o.opportunity_id for o in opportunities}
     assert all(n > 0 for n in scored), scored  # both workers took a share
+
+
+async def _until_both_assigned(settings: Settings, *ports: int) -> None:
+    """Wait until the group has settled: every worker holds some opportunities partitions."""
+    topic = settings.topic_name("opportunities")
+    deadline = time.monotonic() + 60
+    while True:
+        held = [
+            [a for a in get(port, "/health")["assigned"] if a.startswith(topic + ":")]
+            for port in ports
+        ]
+        if all(held):
+            return
+        assert time.monotonic() < deadline, held
+        await asyncio.sleep(0.5)
 
 
 def _scored_count(port: int) -> float:
