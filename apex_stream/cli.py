@@ -191,6 +191,28 @@ def _print_revision() -> None:
 
 
 @main.command()
+def bridge() -> None:
+    """Relay the topics to websocket clients and serve the live dashboard."""
+    import logging
+    import signal
+
+    from .bridge.server import Bridge
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level)
+
+    async def run() -> None:
+        task = asyncio.create_task(Bridge(settings).run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+
+
+@main.command()
 def sink() -> None:
     """Write the event topics to the database (run `apex-stream db upgrade` first)."""
     import logging

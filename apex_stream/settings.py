@@ -59,6 +59,19 @@ class Settings(BaseSettings):
     outcome_wait_s: float = Field(default=60.0, ge=0)
     learner_snapshot_every: int = Field(default=2000, ge=1)
 
+    bridge_host: str = "127.0.0.1"
+    bridge_port: int = 8765
+    bridge_token: str | None = None
+    bridge_origins: list[str] = []
+    bridge_max_clients: int = Field(default=5000, ge=1)
+    bridge_client_queue: int = Field(default=20_000, ge=1)
+    bridge_max_frame_bytes: int = Field(default=512 * 1024, ge=4096)
+    bridge_max_command_bytes: int = Field(default=64 * 1024, ge=256)
+    bridge_command_rate: float = Field(default=20.0, gt=0)
+    bridge_heartbeat_s: float = Field(default=5.0, gt=0)
+    bridge_coalesce_ms: float = Field(default=5.0, ge=0)
+    bridge_replay_max: int = Field(default=10_000, ge=0)
+
     @property
     def manages_kafka(self) -> bool:
         """True when apex-stream runs its own broker (no KAFKA_BOOTSTRAP_SERVERS given)."""

@@ -1,0 +1,236 @@
+"""The bridge's pure parts: command parsing, filters over a batch, fan-out, bounded queues."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from apex_stream.bridge.hub import Hub
+from apex_stream.bridge.protocol import (
+    CHANNELS,
+    Filter,
+    Offsets,
+    ProtocolError,
+    Routes,
+    Subscribe,
+    batch_of,
+    parse_command,
+    since_ms,
+)
+from apex_stream.events import Alert, Opportunity, Prediction, encode
+
+
+@dataclass
+class Rec:
+    partition: int
+    offset: int
+    timestamp: int
+    value: bytes | None
+
+
+def prediction(i: int, chain: str = "ethereum", route: str = "r1", score: float = 0.5) -> bytes:
+    now = time.time()
+    return encode(
+        Prediction(
+            opportunity_id=f"o{i}",
+            route_id=route,
+            chain=chain,
+            score=score,
+            decision=score > 0.5,
+            threshold=0.5,
+            strategy="weighted",
+            model_scores={"xgboost": score},
+            model_versions={"xgboost": "1.0.0"},
+            latency_ms=1.0,
+            opportunity_timestamp=now,
+            timestamp=now,
+        )
+    )
+
+
+def opportunity(i: int, route: str, tokens: list[str]) -> bytes:
+    return encode(
+        Opportunity(
+            opportunity_id=f"o{i}",
+            route_id=route,
+            chain="ethereum",
+            tokens=tokens,
+            dexes=["uniswap"] * len(tokens),
+            input_amount=1000.0,
+            expected_output=1010.0,
+            gas_estimate=200_000,
+            profit_usd=5.0,
+            confidence_score=0.8,
+            timestamp=time.time(),
+        )
+    )
+
+
+def predictions_batch(values: list[bytes], routes: Routes | None = None):
+    records = [Rec(i % 3, i, 1_000 + i, v) for i, v in enumerate(values)]
+    return batch_of(CHANNELS["predictions"], records, routes or Routes())
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "Expected `object`"),
+        ('{"type": "dance"}', "Invalid value 'dance'"),
+        ('{"channels": ["predictions"]}', "missing required field `type`"),
+        ('{"type": "subscribe", "channels": ["nope"]}', "unknown channel ['nope']"),
+        ('{"type": "subscribe", "channels": []}', "at least one channel"),
+        (
+            '{"type": "subscribe", "channels": ["predictions"], "filters": {"colour": 1}}',
+            "unknown field `colour`",
+        ),
+        (
+            '{"type": "subscribe", "channels": ["predictions"], "filters": {"min_score": 2}}',
+            "min_score must be within [0, 1]",
+        ),
+        (
+            '{"type": "subscribe", "channels": ["predictions"], "since": "yesterday"}',
+            "not an ISO-8601 time",
+        ),
+        (
+            '{"type": "subscribe", "channels": ["predictions"], "since": {"offsets": {"0": -1}}}',
+            "must be >= 0",
+        ),
+        ('{"type": "ping", "extra": true}', "unknown field `extra`"),
+    ],
+)
+def test_malformed_commands_give_a_reason(frame: str, reason: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_command(frame)
+    assert reason in str(info.value)
+
+
+def test_subscribe_parses_filters_and_each_form_of_since() -> None:
+    command = parse_command(
+        '{"type": "subscribe", "channels": ["predictions", "executions"], "id": 3,'
+        ' "filters": {"chain": "base", "tokens": ["WETH"], "decision": true}}'
+    )
+    assert isinstance(command, Subscribe) and command.id == 3
+    assert command.filters.chain == "base" and command.filters.decision is True
+    assert since_ms(1_700_000_000.5) == 1_700_000_000_500
+    assert since_ms("2023-11-14T22:13:20+00:00") == 1_700_000_000_000
+    assert since_ms("2023-11-14T22:13:20") == 1_700_000_000_000  # naive means UTC
+    assert since_ms(Offsets({0: 5, 2: 7})) == {0: 5, 2: 7}
+
+
+def test_envelopes_carry_the_event_and_its_kafka_position() -> None:
+    values = [prediction(i) for i in range(4)] + [b"{broken"]
+    batch = predictions_batch(values)
+    assert len(batch) == 4 and batch.invalid == 1
+    envelope = json.loads(batch.encoded[2])
+    assert envelope["type"] == "prediction" and envelope["channel"] == "predictions"
+    assert (envelope["partition"], envelope["offset"], envelope["ts"]) == (2, 2, 1002)
+    assert envelope["data"] == json.loads(values[2])
+    assert envelope["time"] == envelope["data"]["timestamp"]
+
+
+def test_filters_select_by_chain_route_score_decision_and_tokens() -> None:
+    routes = Routes()
+    opportunities = batch_of(
+        CHANNELS["opportunities"],
+        [
+            Rec(0, 0, 1, opportunity(0, "r1", ["WETH", "USDC"])),
+            Rec(0, 1, 1, opportunity(1, "r2", ["DAI", "USDT"])),
+        ],
+        routes,
+    )
+    assert Filter(tokens=["DAI"]).mask(opportunities).tolist() == [False, True]
+    batch = predictions_batch(
+        [
+            prediction(0, "ethereum", "r1", 0.9),
+            prediction(1, "base", "r1", 0.2),
+            prediction(2, "ethereum", "r2", 0.7),
+            prediction(3, "arbitrum", "r3", 0.95),
+        ],
+        routes,
+    )
+    assert Filter().mask(batch) is None
+    assert Filter(chain="ethereum").mask(batch).tolist() == [True, False, True, False]
+    assert Filter(chain=["base", "arbitrum"]).mask(batch).tolist() == [False, True, False, True]
+    assert Filter(route_id="r2").mask(batch).tolist() == [False, False, True, False]
+    assert Filter(min_score=0.8).mask(batch).tolist() == [True, False, False, True]
+    assert Filter(decision=False).mask(batch).tolist() == [False, True, False, False]
+    # a prediction's tokens are those of its route, learned from opportunities; r3 is unknown
+    assert Filter(tokens=["USDC"]).mask(batch).tolist() == [True, True, False, False]
+    assert Filter(chain="ethereum", min_score=0.8).mask(batch).tolist() == [
+        True,
+        False,
+        False,
+        False,
+    ]
+    alerts = batch_of(
+        CHANNELS["alerts"],
+        [
+            Rec(
+                0,
+                0,
+                1,
+                encode(Alert(alert_id="a", kind="drift", severity="warning", message="m", data={})),
+            )
+        ],
+        routes,
+    )
+    assert Filter(chain="base", min_score=0.9).mask(alerts) is None  # never filtered
+
+
+def test_fan_out_encodes_once_and_equal_filters_share_chunks() -> None:
+    hub = Hub(client_queue=1000, chunk_bytes=1 << 20)
+    a, b, c = hub.connect(), hub.connect(), hub.connect()
+    hub.subscribe(a, "predictions", Filter(chain="base"))
+    hub.subscribe(b, "predictions", Filter(chain="base"))
+    hub.subscribe(c, "predictions", Filter())
+    hub.publish(predictions_batch([prediction(0, "base"), prediction(1, "ethereum")]))
+    assert len(hub.groups["predictions"]) == 2
+    assert a.items[0] is b.items[0]  # one chunk object for both
+    assert [e["data"]["opportunity_id"] for e in json.loads(a.frames(1 << 20)[0])] == ["o0"]
+    assert [e["data"]["opportunity_id"] for e in json.loads(c.frames(1 << 20)[0])] == ["o0", "o1"]
+    assert hub.positions["predictions"] == {0: 1, 1: 2}
+    hub.unsubscribe(c, ["predictions"])
+    hub.publish(predictions_batch([prediction(2)]))
+    assert not c.items and a.delivered == 1
+
+
+def test_full_queue_drops_the_oldest_messages_but_no_control_message() -> None:
+    hub = Hub(client_queue=5, chunk_bytes=1)  # one envelope per chunk
+    client = hub.connect()
+    hub.subscribe(client, "predictions", Filter())
+    client.control(b'{"type":"pong"}')
+    hub.publish(predictions_batch([prediction(i) for i in range(8)]))
+    assert client.queued == 5 and client.dropped == 3
+    frames = [json.loads(f) for f in client.frames(1 << 20)]
+    assert frames[0] == {"type": "pong"}
+    assert [e["data"]["opportunity_id"] for e in frames[1]] == [f"o{i}" for i in range(3, 8)]
+    assert client.delivered == 5 and client.queued == 0
+
+
+def test_frames_respect_the_size_limit_and_keep_order() -> None:
+    hub = Hub(client_queue=10_000, chunk_bytes=1)
+    client = hub.connect()
+    hub.subscribe(client, "predictions", Filter())
+    hub.publish(predictions_batch([prediction(i) for i in range(50)]))
+    size = len(client.items[0].payload)
+    frames = client.frames(size * 10)
+    assert all(len(f) <= size * 10 + 20 for f in frames) and len(frames) >= 5
+    ids = [e["data"]["opportunity_id"] for f in frames for e in json.loads(f)]
+    assert ids == [f"o{i}" for i in range(50)]
+
+
+def test_held_channel_waits_for_the_replay_marker() -> None:
+    hub = Hub(client_queue=1000, chunk_bytes=1 << 20)
+    client = hub.connect()
+    hub.subscribe(client, "predictions", Filter(), hold=True)
+    hub.publish(predictions_batch([prediction(9)]))
+    assert not client.items  # live message held while history is sent
+    client.push(hub.chunks([b'{"replayed":1}']))
+    hub.release(client, "predictions", b'{"type":"replayed"}')
+    frames = [json.loads(f) for f in client.frames(1 << 20)]
+    assert frames[0] == [{"replayed": 1}] and frames[1] == {"type": "replayed"}
+    assert frames[2][0]["data"]["opportunity_id"] == "o9"
