@@ -55,7 +55,7 @@ def _worker_json(port: int, path: str) -> dict[str, Any]:
         return {}
 
 
-def _view(figures: Figures, summary: dict[str, Any], started: float, port: int) -> Group:
+def _view(figures: Figures, summary: dict[str, Any], started: float, settings: Settings) -> Group:
     head = Table.grid(padding=(0, 3))
     lat = np.array(figures.latency_ms) if figures.latency_ms else np.zeros(1)
     p50, p95, p99 = np.percentile(lat, [50, 95, 99])
@@ -93,7 +93,8 @@ def _view(figures: Figures, summary: dict[str, Any], started: float, port: int) 
             f"${perf['realized_profit_usd']:,.0f}",
         )
     footer = (
-        f"worker API: http://127.0.0.1:{port}/health · /metrics · /models/summary · Ctrl-C stops"
+        f"worker API: http://127.0.0.1:{settings.web_port}/health · /metrics · /models/summary · "
+        f"dashboard: http://{settings.bridge_host}:{settings.bridge_port}/ · Ctrl-C stops"
     )
     return Group(head, models, footer)
 
@@ -121,18 +122,16 @@ async def run_demo(
         console.print(f"{row.name} on {row.address} ({'started' if row.changed else 'up'})")
     async with TopicAdmin(settings) as admin:
         await admin.create()
-    log = settings.home / "demo-worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "apex_stream.cli", "worker"],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env=os.environ | {"APEX_LOG_LEVEL": "WARNING"},
-    )
-    console.print(f"worker pid {worker.pid} (log: {log}); waiting for it to answer ...")
+    worker, bridge = _spawn(settings, "worker", console), _spawn(settings, "bridge", console)
     while not _worker_json(settings.web_port, "/health").get("recovered"):
-        if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited; see {log}")
+        for proc in (worker, bridge):
+            if proc.poll() is not None:
+                raise RuntimeError(f"`apex-stream {proc.args[-1]}` exited; see its log")
         await asyncio.sleep(0.5)
+    console.print(
+        f"[bold]dashboard: http://{settings.bridge_host}:{settings.bridge_port}/[/] "
+        f"(websocket ws://{settings.bridge_host}:{settings.bridge_port}/ws)"
+    )
     figures, started = Figures(), time.time()
     tasks = [
         asyncio.create_task(_watch(settings, figures)),
@@ -152,7 +151,7 @@ async def run_demo(
         with Live(console=console, refresh_per_second=2) as live:
             while not tasks[1].done():
                 summary = _worker_json(settings.web_port, "/models/summary")
-                live.update(_view(figures, summary, started, settings.web_port))
+                live.update(_view(figures, summary, started, settings))
                 await asyncio.sleep(1.0)
             await tasks[1]
             await asyncio.sleep(2.0)  # the last predictions
@@ -161,11 +160,26 @@ async def run_demo(
                     figures,
                     _worker_json(settings.web_port, "/models/summary"),
                     started,
-                    settings.web_port,
+                    settings,
                 )
             )
     finally:
         for task in tasks:
             task.cancel()
-        worker.send_signal(signal.SIGTERM)
+        for proc in (worker, bridge):
+            proc.send_signal(signal.SIGTERM)
         worker.wait(60)
+        bridge.wait(30)
+
+
+def _spawn(settings: Settings, command: str, console: Console) -> subprocess.Popen[bytes]:
+    """An `apex-stream` subcommand in its own process, logging to the cache folder."""
+    log = settings.home / f"demo-{command}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apex_stream.cli", command],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=os.environ | {"APEX_LOG_LEVEL": "WARNING"},
+    )
+    console.print(f"{command} pid {proc.pid} (log: {log})")
+    return proc

@@ -33,18 +33,15 @@ VERSIONS = {"xgboost": "1.0.0", "onnx": "1.1.0", "online": "1.0.7"}
 TOKEN = "dashboard-test-token"
 PORT = 16191
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-        reason="needs Debian's chromium and chromium-driver (scripts/setup installs them)",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
     """Headless Chromium from the system packages; selenium-manager never downloads anything."""
+    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), (
+        "needs Debian's chromium and chromium-driver (scripts/setup installs them)"
+    )
     monkeypatch.setenv("SE_OFFLINE", "true")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
