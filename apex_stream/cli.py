@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -124,7 +127,6 @@ def topics_list() -> None:
 @click.argument("name")
 def topics_describe(name: str) -> None:
     """Show one topic's declaration, broker state and value schema."""
-    import json
 
     async def run() -> None:
         async with TopicAdmin(get_settings()) as admin:
@@ -256,8 +258,7 @@ def sink() -> None:
 def analytics(name: str, since: str, fmt: str) -> None:
     """Run one of the analytics queries (their SQL is in README.md)."""
     import csv
-    import json
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from sqlalchemy import create_engine
 
@@ -324,13 +325,92 @@ def models_list() -> None:
     _print_models(Registry(get_settings().models_dir).entries())
 
 
+@models.command("register")
+@click.argument("name")
+@click.argument("version")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--feature-version", help="Feature list the model was trained on (default: now).")
+@click.option("--metrics", "metrics_json", help='Training metrics as JSON: {"test_auc": 0.84}.')
+def models_register(
+    name: str, version: str, file: Path, feature_version: str | None, metrics_json: str | None
+) -> None:
+    """Add a model file as a candidate version (no traffic until `models ab-test`)."""
+    from .features import FEATURE_VERSION
+    from .inference.registry import Registry
+
+    entry = Registry(get_settings().models_dir).register(
+        name,
+        version,
+        file,
+        feature_version=feature_version or FEATURE_VERSION,
+        metrics=json.loads(metrics_json) if metrics_json else None,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    _print_models([entry])
+
+
+@models.command("ab-test")
+@click.argument("name")
+@click.argument("split", nargs=-1, required=True)
+def models_ab_test(name: str, split: tuple[str, ...]) -> None:
+    """Split traffic between versions: `models ab-test xgboost 1.0.0=0.8 1.1.0=0.2`."""
+    from .inference.registry import Registry
+
+    weights: dict[str, float] = {}
+    for part in split:
+        version, _, weight = part.partition("=")
+        try:
+            weights[version] = float(weight)
+        except ValueError:
+            raise click.BadParameter(f"{part!r}: write VERSION=WEIGHT, e.g. 1.1.0=0.2") from None
+    _print_models(Registry(get_settings().models_dir).split(name, weights))
+
+
+@models.command("promote")
+@click.argument("name")
+@click.argument("version")
+def models_promote(name: str, version: str) -> None:
+    """Make VERSION the active one with all traffic (the previous active is archived)."""
+    from .inference.registry import Registry
+
+    _print_models([Registry(get_settings().models_dir).promote(name, version)])
+
+
+@models.command("rollback")
+@click.argument("name")
+def models_rollback(name: str) -> None:
+    """Stop a running test (the active version takes all traffic), or with none running,
+    bring back the previous version."""
+    from .inference.registry import Registry
+
+    _print_models([Registry(get_settings().models_dir).rollback(name)])
+
+
+@models.command("show")
+@click.argument("key", metavar="NAME@VERSION")
+def models_show(key: str) -> None:
+    """Everything the manifest holds about one version."""
+    from dataclasses import asdict
+
+    from .inference.registry import Registry
+
+    name, _, version = key.partition("@")
+    entry = asdict(Registry(get_settings().models_dir).get(name, version))
+    if "impute" in entry["params"]:
+        entry["params"]["impute"] = f"{len(entry['params']['impute'])} feature means"
+    console.print_json(data=entry)
+
+
 def _print_models(entries: list[ModelEntry]) -> None:
-    table = Table("model", "type", "status", "features", "test AUC", "test logloss", "created")
+    table = Table(
+        "model", "type", "status", "traffic", "features", "test AUC", "test logloss", "created"
+    )
     for e in entries:
         table.add_row(
             e.key,
             e.type,
             e.status,
+            f"{e.traffic:.0%}",
             e.feature_version,
             f"{e.metrics.get('test_auc', float('nan')):.4f}",
             f"{e.metrics.get('test_logloss', float('nan')):.4f}",

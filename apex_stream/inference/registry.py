@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import math
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +21,13 @@ from ..errors import ApexStreamError
 from ..features import FEATURE_VERSION
 
 MANIFEST = "manifest.json"
+SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+MEMBER_TYPES = {
+    "xgboost": "xgboost-booster",
+    "onnx": "onnx-mlp",
+    "online": "river-logreg",
+    "stacking": "logistic-meta",
+}
 
 
 class ModelError(ApexStreamError):
@@ -38,10 +49,51 @@ class ModelEntry:
     status: Literal["active", "candidate", "archived"] = "active"
     traffic: float = 1.0
     params: dict[str, Any] = field(default_factory=dict)
+    previous: str | None = None  # the version this one replaced when it was promoted
 
     @property
     def key(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def semver(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.version.split("."))
+
+
+def validate(entries: list[ModelEntry]) -> None:
+    """Raise :class:`ModelError` listing every problem of a manifest: versions, statuses,
+    feature lists, and per member one active version whose serving traffic sums to 1."""
+    keys = [e.key for e in entries]
+    problems = [f"{k} is listed twice" for k in sorted({k for k in keys if keys.count(k) > 1})]
+    for e in entries:
+        problems += _entry_problems(e)
+    for name in sorted({e.name for e in entries}):
+        active = [e for e in entries if e.name == name and e.status == "active"]
+        if len(active) != 1:
+            problems.append(f"{name}: {len(active)} active versions, need exactly 1")
+        serving = sum(e.traffic for e in entries if e.name == name and e.status != "archived")
+        if not math.isclose(serving, 1.0, abs_tol=1e-6):
+            problems.append(f"{name}: traffic weights sum to {serving:g}, must sum to 1")
+    if problems:
+        raise ModelError("invalid manifest: " + "; ".join(problems))
+
+
+def _entry_problems(e: ModelEntry) -> list[str]:
+    problems = []
+    if not SEMVER.match(e.version):
+        problems.append(f"{e.key}: version must be semantic (MAJOR.MINOR.PATCH)")
+    if e.status not in ("active", "candidate", "archived"):
+        problems.append(f"{e.key}: unknown status {e.status!r}")
+    if not 0 <= e.traffic <= 1:
+        problems.append(f"{e.key}: traffic {e.traffic} outside [0, 1]")
+    if e.status == "archived" and e.traffic:
+        problems.append(f"{e.key}: archived but has traffic {e.traffic}")
+    if e.status != "archived" and e.feature_version != FEATURE_VERSION:
+        problems.append(
+            f"{e.key}: feature-list mismatch: trained on {e.feature_version}, the pipeline "
+            f"computes {FEATURE_VERSION}"
+        )
+    return problems
 
 
 def sha256_of(path: Path) -> str:
@@ -60,6 +112,124 @@ class Registry:
             raise ModelError(f"no {MANIFEST} in {self.folder}: run `apex-stream models train`")
         raw = json.loads(self.path.read_text())
         return [ModelEntry(**entry) for entry in raw["models"]]
+
+    def get(self, name: str, version: str) -> ModelEntry:
+        for e in self.entries():
+            if e.name == name and e.version == version:
+                return e
+        known = sorted(e.version for e in self.entries() if e.name == name)
+        raise ModelError(f"unknown version {name}@{version}; {name} has {known or 'none'}")
+
+    def serving(self, name: str) -> list[ModelEntry]:
+        """The versions of a member that take traffic (the active one first)."""
+        found = [e for e in self.entries() if e.name == name and e.traffic > 0]
+        return sorted(found, key=lambda e: e.status != "active")
+
+    def write(self, entries: list[ModelEntry]) -> None:
+        """Validate and replace the manifest atomically (readers never see half a file)."""
+        validate(entries)
+        entries = sorted(entries, key=lambda e: (e.name, e.semver))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"models": [asdict(e) for e in entries]}, indent=2) + "\n")
+        os.replace(tmp, self.path)
+
+    def register(
+        self,
+        name: str,
+        version: str,
+        file: Path,
+        *,
+        feature_version: str = FEATURE_VERSION,
+        metrics: dict[str, float] | None = None,
+        created: str,
+    ) -> ModelEntry:
+        """Copy a model file in and list it as a candidate without traffic."""
+        if name not in MEMBER_TYPES or name == "stacking":
+            raise ModelError(f"unknown member {name!r}; members are xgboost, onnx, online")
+        if any(e.name == name and e.version == version for e in self.entries()):
+            raise ModelError(f"{name}@{version} is already registered")
+        target = f"{name}-{version}{file.suffix}"
+        shutil.copyfile(file, self.folder / target)
+        entry = ModelEntry(
+            name=name,
+            version=version,
+            type=MEMBER_TYPES[name],
+            path=target,
+            sha256=sha256_of(self.folder / target),
+            feature_version=feature_version,
+            metrics=metrics or {},
+            created=created,
+            status="candidate",
+            traffic=0.0,
+        )
+        try:
+            self.write([*self.entries(), entry])
+        except ModelError:
+            (self.folder / target).unlink()
+            raise
+        return entry
+
+    def split(self, name: str, weights: dict[str, float]) -> list[ModelEntry]:
+        """Start (or change) an A/B test: traffic per version; the active version must be in it
+        and the weights must sum to 1; versions left out take no traffic."""
+        active = self.active(name)
+        for version in weights:
+            entry = self.get(name, version)
+            if entry.status == "archived":
+                raise ModelError(f"{entry.key} is archived; register a new version to test it")
+        if active.version not in weights:
+            raise ModelError(f"the split must include the active version {active.key}")
+        total = sum(weights.values())
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ModelError(f"traffic weights sum to {total:g}, must sum to 1")
+        updated = [
+            replace(e, traffic=weights.get(e.version, 0.0)) if e.name == name else e
+            for e in self.entries()
+        ]
+        self.write(updated)
+        return [e for e in updated if e.name == name]
+
+    def promote(self, name: str, version: str) -> ModelEntry:
+        """Make a version the active one with all traffic; the previous active is archived."""
+        chosen = self.get(name, version)
+        if chosen.status == "active":
+            raise ModelError(f"{chosen.key} is already active")
+        current = self.active(name).version
+        updated = []
+        for e in self.entries():
+            if e.name == name and e.version == version:
+                e = replace(e, status="active", traffic=1.0, previous=current)
+            elif e.name == name and e.status == "active":
+                e = replace(e, status="archived", traffic=0.0)
+            elif e.name == name:
+                e = replace(e, traffic=0.0)
+            updated.append(e)
+        self.write(updated)
+        return self.get(name, version)
+
+    def rollback(self, name: str) -> ModelEntry:
+        """End a test in favour of the active version (candidates with traffic are archived),
+        or, with no test running, bring back the version the active one replaced. Returns the
+        version that serves afterwards."""
+        entries = self.entries()
+        active = self.active(name)
+        testing = [e for e in entries if e.name == name and e.status == "candidate" and e.traffic]
+        if testing:
+            updated = [
+                replace(e, status="archived", traffic=0.0)
+                if e in testing
+                else replace(e, traffic=1.0)
+                if e == active
+                else e
+                for e in entries
+            ]
+            self.write(updated)
+            return self.get(name, active.version)
+        if active.previous is None:
+            raise ModelError(f"nothing to roll back to: {active.key} replaced no version")
+        previous = self.get(name, active.previous)
+        return self.promote(name, previous.version)
 
     def active(self, name: str) -> ModelEntry:
         """The active version of a member."""
@@ -90,7 +260,4 @@ class Registry:
         """Add entries (replacing any with the same name and version) and rewrite the manifest."""
         current = self.entries() if self.path.exists() else []
         keys = {e.key for e in entries}
-        merged = [e for e in current if e.key not in keys] + entries
-        merged.sort(key=lambda e: (e.name, e.version))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"models": [asdict(e) for e in merged]}, indent=2) + "\n")
+        self.write([e for e in current if e.key not in keys] + entries)

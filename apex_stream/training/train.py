@@ -7,6 +7,7 @@ training) gives the metrics recorded in the manifest.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -116,5 +117,14 @@ def train_baseline(
             },
         )
     )
-    Registry(folder).add(entries)
+    registry = Registry(folder)
+    if registry.path.exists():  # members already serving keep serving; new versions wait
+        active = {e.name: e.version for e in registry.entries() if e.status == "active"}
+        entries = [
+            replace(e, status="candidate", traffic=0.0)
+            if active.get(e.name, e.version) != e.version
+            else e
+            for e in entries
+        ]
+    registry.add(entries)
     return entries

@@ -72,12 +72,14 @@ def test_add_replaces_the_same_name_and_version_and_keeps_the_others(tmp_path: P
     folder.mkdir()
     registry = Registry(folder)
     first = [
-        entry(folder, "xgboost", "1.0.0"),
+        entry(folder, "xgboost", "1.0.0", traffic=0.9),
         entry(folder, "onnx", "1.0.0"),
         entry(folder, "xgboost", "1.1.0", status="candidate", traffic=0.1),
     ]
     registry.add(first)
-    replacement = entry(folder, "xgboost", "1.0.0", b"retrained", metrics={"test_auc": 0.9})
+    replacement = entry(
+        folder, "xgboost", "1.0.0", b"retrained", traffic=0.9, metrics={"test_auc": 0.9}
+    )
     registry.add([replacement])
 
     entries = registry.entries()
@@ -99,17 +101,17 @@ def test_add_creates_the_folder(tmp_path: Path) -> None:
     assert [e.key for e in registry.entries()] == ["stacking@1.0.0"]
 
 
-def test_active_picks_the_active_version_with_most_traffic(tmp_path: Path) -> None:
+def test_active_is_the_active_version_even_when_a_candidate_takes_more(tmp_path: Path) -> None:
     registry = Registry(tmp_path)
     registry.add(
         [
             entry(tmp_path, "xgboost", "1.0.0", traffic=0.3),
-            entry(tmp_path, "xgboost", "1.1.0", traffic=0.7),
-            entry(tmp_path, "xgboost", "2.0.0", status="candidate", traffic=1.0),
-            entry(tmp_path, "onnx", "1.0.0", status="archived"),
+            entry(tmp_path, "xgboost", "2.0.0", status="candidate", traffic=0.7),
+            entry(tmp_path, "xgboost", "0.9.0", status="archived", traffic=0.0),
         ]
     )
-    assert registry.active("xgboost").version == "1.1.0"
+    assert registry.active("xgboost").version == "1.0.0"
+    assert [e.version for e in registry.serving("xgboost")] == ["1.0.0", "2.0.0"]
     with pytest.raises(ModelError, match=r"no active 'onnx' model in .*manifest\.json"):
         registry.active("onnx")
     with pytest.raises(ModelError, match=r"no active 'online' model"):

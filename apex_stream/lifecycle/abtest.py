@@ -1,0 +1,87 @@
+"""A/B tests of model versions: sticky assignment of routes to versions, and the decision to
+promote, roll back or keep testing (pure functions).
+
+Assignment hashes the route id (BLAKE2b, so every worker and every restart agrees) to a point
+in [0, 1) and picks the version whose slice of the traffic split holds it: a route keeps its
+version for the whole test, and the share of routes per version converges to the split.
+
+The decision compares *win rates at the decision threshold* (the share of executed
+opportunities that succeeded) with a two-sided two-proportion z-test (pooled variance). A
+candidate is promoted when both arms have at least ``min_samples`` executed outcomes and it is
+better with p < ``alpha``; rolled back when it is worse with p < ``alpha``; otherwise the test
+goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+
+
+@lru_cache(maxsize=200_000)
+def route_point(route_id: str) -> float:
+    """A route's stable position in [0, 1)."""
+    digest = hashlib.blake2b(route_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def assign(route_ids: Sequence[str], weights: Sequence[float]) -> np.ndarray:
+    """The arm (index into ``weights``) of every route; weights must sum to 1."""
+    edges = np.cumsum(weights)
+    if not math.isclose(edges[-1], 1.0, abs_tol=1e-9):
+        raise ValueError(f"traffic weights must sum to 1, got {edges[-1]:.6g}")
+    points = np.fromiter(map(route_point, route_ids), dtype=np.float64, count=len(route_ids))
+    return np.minimum(np.searchsorted(edges, points, side="right"), len(edges) - 1)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Executed outcomes of one version in a test."""
+
+    version: str
+    wins: int
+    trades: int
+
+    @property
+    def win_rate(self) -> float:
+        return self.wins / self.trades if self.trades else 0.0
+
+
+def two_proportion_z(a: Arm, b: Arm) -> tuple[float, float]:
+    """z of ``b``'s win rate minus ``a``'s (pooled), and the two-sided p-value."""
+    if not a.trades or not b.trades:
+        return 0.0, 1.0
+    pooled = (a.wins + b.wins) / (a.trades + b.trades)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / a.trades + 1 / b.trades))
+    if se == 0:
+        return 0.0, 1.0
+    z = (b.win_rate - a.win_rate) / se
+    return z, math.erfc(abs(z) / math.sqrt(2))
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Literal["promote", "rollback", "continue"]
+    z: float
+    p_value: float
+    reason: str
+
+
+def decide(control: Arm, candidate: Arm, *, min_samples: int, alpha: float) -> Decision:
+    """Promote, roll back or keep testing ``candidate`` against ``control``."""
+    z, p = two_proportion_z(control, candidate)
+    figures = (
+        f"win rate {candidate.version} {candidate.win_rate:.3f} ({candidate.trades} trades) vs "
+        f"{control.version} {control.win_rate:.3f} ({control.trades}); z={z:.2f}, p={p:.2g}"
+    )
+    if min(control.trades, candidate.trades) < min_samples:
+        return Decision("continue", z, p, f"fewer than {min_samples} trades in an arm: {figures}")
+    if p < alpha:
+        return Decision("promote" if z > 0 else "rollback", z, p, figures)
+    return Decision("continue", z, p, f"no significant difference at {alpha}: {figures}")

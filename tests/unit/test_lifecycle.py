@@ -1,0 +1,132 @@
+"""Model lifecycle logic: sticky A/B assignment, the significance test and decisions, and the
+manifest's validation and operations."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apex_stream.inference.registry import ModelError, Registry, validate
+from apex_stream.lifecycle.abtest import Arm, assign, decide, two_proportion_z
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def test_assignment_is_sticky_and_follows_the_split() -> None:
+    routes = [f"route-{i}" for i in range(20_000)]
+    arms = assign(routes, [0.8, 0.2])
+    assert abs((arms == 1).mean() - 0.2) < 0.01  # binomial sd ~0.003
+    again = assign(list(reversed(routes)), [0.8, 0.2])[::-1]
+    assert np.array_equal(arms, again)  # a route's arm depends on the route only
+    three = assign(routes, [0.5, 0.3, 0.2])
+    assert np.allclose(np.bincount(three) / len(routes), [0.5, 0.3, 0.2], atol=0.012)
+    assert set(assign(routes[:100], [1.0])) == {0}
+    with pytest.raises(ValueError, match="must sum to 1"):
+        assign(routes, [0.8, 0.3])
+
+
+def test_two_proportion_z_matches_a_hand_computed_case() -> None:
+    # 50/100 vs 65/100: pooled 0.575, se = sqrt(0.575 * 0.425 * (1/100 + 1/100)) = 0.069911
+    z, p = two_proportion_z(Arm("a", 50, 100), Arm("b", 65, 100))
+    assert z == pytest.approx(0.15 / 0.069911, rel=1e-4)
+    assert p == pytest.approx(math.erfc(z / math.sqrt(2)))
+    assert p == pytest.approx(0.0319, abs=5e-4)
+    z_back, p_back = two_proportion_z(Arm("b", 65, 100), Arm("a", 50, 100))
+    assert z_back == pytest.approx(-z) and p_back == pytest.approx(p)
+    assert two_proportion_z(Arm("a", 0, 0), Arm("b", 5, 10)) == (0.0, 1.0)
+    assert two_proportion_z(Arm("a", 10, 10), Arm("b", 10, 10)) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("control", "candidate", "action"),
+    [
+        (Arm("1.0.0", 500, 1000), Arm("1.1.0", 580, 1000), "promote"),  # z = 3.6
+        (Arm("1.0.0", 580, 1000), Arm("1.1.0", 500, 1000), "rollback"),
+        (Arm("1.0.0", 500, 1000), Arm("1.1.0", 510, 1000), "continue"),  # p = 0.65
+        (Arm("1.0.0", 50, 100), Arm("1.1.0", 90, 100), "continue"),  # too few samples
+    ],
+)
+def test_decisions(control: Arm, candidate: Arm, action: str) -> None:
+    decision = decide(control, candidate, min_samples=200, alpha=0.01)
+    assert decision.action == action
+    assert "win rate 1.1.0" in decision.reason
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    shutil.copytree(MODELS, tmp_path / "models")
+    return Registry(tmp_path / "models")
+
+
+def test_the_shipped_manifest_is_valid_and_bad_ones_say_why(registry: Registry) -> None:
+    entries = registry.entries()
+    validate(entries)
+    xgb = next(e for e in entries if e.name == "xgboost")
+    cases = {
+        "version must be semantic": [
+            *entries,
+            replace(xgb, version="v2", status="candidate", traffic=0.0),
+        ],
+        "must sum to 1": [replace(e, traffic=0.7) if e is xgb else e for e in entries],
+        "2 active versions": [*entries, replace(xgb, version="1.1.0")],
+        "feature-list mismatch": [
+            replace(e, feature_version="0.9") if e is xgb else e for e in entries
+        ],
+        "archived but has traffic": [
+            *entries,
+            replace(xgb, version="0.9.0", status="archived", traffic=0.5),
+        ],
+        "listed twice": [*entries, xgb],
+    }
+    for reason, bad in cases.items():
+        with pytest.raises(ModelError, match=reason):
+            validate(bad)
+
+
+def test_register_ab_test_promote_and_rollback(registry: Registry) -> None:
+    file = registry.folder / "xgboost-1.0.0.ubj"
+    entry = registry.register("xgboost", "1.1.0", file, created="2026-11-21T00:00:00+00:00")
+    assert (entry.status, entry.traffic) == ("candidate", 0.0)
+    assert (registry.folder / "xgboost-1.1.0.ubj").read_bytes() == file.read_bytes()
+    with pytest.raises(ModelError, match="already registered"):
+        registry.register("xgboost", "1.1.0", file, created="x")
+    with pytest.raises(ModelError, match="feature-list mismatch"):
+        registry.register("xgboost", "1.2.0", file, feature_version="0.1", created="x")
+    assert not (registry.folder / "xgboost-1.2.0.ubj").exists()
+
+    with pytest.raises(ModelError, match="sum to 1.1"):
+        registry.split("xgboost", {"1.0.0": 0.8, "1.1.0": 0.3})
+    with pytest.raises(ModelError, match="unknown version xgboost@2.0.0"):
+        registry.split("xgboost", {"1.0.0": 0.8, "2.0.0": 0.2})
+    with pytest.raises(ModelError, match="must include the active"):
+        registry.split("xgboost", {"1.1.0": 1.0})
+    registry.split("xgboost", {"1.0.0": 0.8, "1.1.0": 0.2})
+    assert [(e.version, e.traffic) for e in registry.serving("xgboost")] == [
+        ("1.0.0", 0.8),
+        ("1.1.0", 0.2),
+    ]
+
+    assert registry.rollback("xgboost").version == "1.0.0"  # the test is stopped
+    assert registry.get("xgboost", "1.1.0").status == "archived"
+    with pytest.raises(ModelError, match="nothing to roll back to"):
+        registry.rollback("xgboost")
+
+    registry.register("xgboost", "1.2.0", file, created="x")
+    promoted = registry.promote("xgboost", "1.2.0")
+    assert (promoted.status, promoted.traffic) == ("active", 1.0)
+    assert registry.get("xgboost", "1.0.0").status == "archived"
+    assert registry.rollback("xgboost").version == "1.0.0"  # the version 1.2.0 replaced
+    assert registry.get("xgboost", "1.2.0").status == "archived"
+    raw = json.loads(registry.path.read_text())
+    validate(registry.entries())
+    assert [m["version"] for m in raw["models"] if m["name"] == "xgboost"] == [
+        "1.0.0",
+        "1.1.0",
+        "1.2.0",
+    ]
