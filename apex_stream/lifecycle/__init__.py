@@ -1,0 +1,1 @@
+"""Model lifecycle: registry operations, A/B tests, retraining, drift monitoring, backtests."""
