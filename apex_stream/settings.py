@@ -59,6 +59,22 @@ class Settings(BaseSettings):
     outcome_wait_s: float = Field(default=60.0, ge=0)
     learner_snapshot_every: int = Field(default=2000, ge=1)
 
+    monitor_features: tuple[str, ...] = (
+        "profit_ratio",
+        "gas_millions",
+        "confidence_score",
+        "max_volatility_ewma_bps",
+        "min_log_liquidity",
+    )
+    drift_delta: float = Field(default=0.002, gt=0, lt=1)
+    alert_window: int = Field(default=2000, ge=10)
+    alert_min_samples: int = Field(default=500, ge=1)
+    alert_min_accuracy: float = Field(default=0.6, ge=0, le=1)
+    alert_latency_p99_ms: float = Field(default=250.0, gt=0)
+    alert_dead_letter_rate: float = Field(default=0.01, ge=0, le=1)
+    alert_cooldown_s: float = Field(default=60.0, ge=0)
+    metrics_every_s: float = Field(default=5.0, gt=0)
+
     bridge_host: str = "127.0.0.1"
     bridge_port: int = 8765
     bridge_token: str | None = None

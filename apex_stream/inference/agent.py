@@ -25,6 +25,7 @@ from .ensemble import Ensemble, Scores
 
 if TYPE_CHECKING:
     from ..learning.agent import Learning
+    from ..learning.monitor import Monitor
 
 
 class ScoredRecord(msgspec.Struct, array_like=True):
@@ -96,13 +97,16 @@ def attach(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> None:
         async for events in stream.take_events(settings.batch_max_size, within=delay):
             learning.ensure_restored()
             messages = [e.message for e in events]
-            await pipeline.guarded(messages, process(pipeline, scorer, messages))
+            await pipeline.guarded(messages, process(pipeline, scorer, messages, learning.monitor))
 
 
-async def process(pipeline: Pipeline, scorer: Scorer, messages: Sequence[Any]) -> None:
+async def process(
+    pipeline: Pipeline, scorer: Scorer, messages: Sequence[Any], monitor: Monitor
+) -> None:
     """Score one batch; invalid or unscorable opportunities go to the dead-letter topic."""
     opportunities, kept, rejected = split_valid(messages, Opportunity)
     await pipeline.dead_letter(rejected)
+    monitor.dead_lettered(len(rejected))
     if opportunities:
         started = time.perf_counter()
         try:
@@ -118,9 +122,11 @@ async def process(pipeline: Pipeline, scorer: Scorer, messages: Sequence[Any]) -
             predictions = scorer.predictions(opportunities, scores, received)
             await pipeline.send(predictions)
             await remember(pipeline, opportunities, X, scores, scorer.ensemble.versions)
-            for p in predictions:
-                LATENCY.observe(p.latency_ms / 1000)
+            latency_ms = np.fromiter((p.latency_ms for p in predictions), np.float64)
+            for ms in latency_ms.tolist():
+                LATENCY.observe(ms / 1000)
             executed = int(scores.vote.decision.sum())
+            monitor.scored(latency_ms, executed)
             SCORED.labels("execute").inc(executed)
             SCORED.labels("skip").inc(len(predictions) - executed)
 

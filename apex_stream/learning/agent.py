@@ -1,5 +1,6 @@
 """The outcomes agent: joins each outcome with the features its opportunity was scored with,
-teaches the online learner (one ``learn_one`` per outcome) and keeps per-version performance.
+teaches the online learner (one ``learn_one`` per outcome), keeps per-version performance and
+feeds the drift and health monitor (alerts and a periodic metrics message).
 
 The online learner is snapshotted to the ``learner-state`` GlobalTable every
 ``learner_snapshot_every`` outcomes and restored from it when the worker starts again.
@@ -8,6 +9,7 @@ The online learner is snapshotted to the ``learner-state`` GlobalTable every
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -19,6 +21,7 @@ from ..events import Outcome
 from ..features import impute
 from ..inference.agent import decode_record
 from ..metrics import ONLINE_LEARNED, OUTCOMES
+from .monitor import Monitor
 from .online import OnlineLearner
 from .performance import PerformanceBook
 
@@ -32,6 +35,7 @@ class Learning:
         self, pipeline: Pipeline, learner: OnlineLearner, means: np.ndarray, threshold: float
     ) -> None:
         self.pipeline = pipeline
+        self.monitor = Monitor(pipeline.settings, source=f"worker-{os.getpid()}")
         self.learner = learner
         self.means = means
         self.book = PerformanceBook(threshold)
@@ -90,12 +94,15 @@ class Learning:
         X = np.frombuffer(b"".join(rows), np.float32).reshape(len(rows), -1).astype(np.float64)
         y = np.array(labels)
         profit = np.array(profits)
-        for member in member_scores[0]:
-            scores = np.array([s[member] for s in member_scores])
-            for version in {v[member] for v in versions}:
-                mask = np.array([v[member] == version for v in versions])
-                self.book.update(member, version, scores[mask], y[mask], profit[mask])
-        self.learner.learn(impute(X, self.means), y)
+        scores = {m: np.array([s[m] for s in member_scores]) for m in member_scores[0]}
+        version_of = {m: np.array([v[m] for v in versions]) for m in scores}
+        for member, member_scores_ in scores.items():
+            for version in np.unique(version_of[member]).tolist():
+                mask = version_of[member] == version
+                self.book.update(member, version, member_scores_[mask], y[mask], profit[mask])
+        X = impute(X, self.means)
+        await self.pipeline.send(self.monitor.learned(X, y, scores, version_of))
+        self.learner.learn(X, y)
         ONLINE_LEARNED.set(self.learner.learned)
         self._since_snapshot += len(rows)
         if self._since_snapshot >= self.pipeline.settings.learner_snapshot_every:
@@ -136,6 +143,12 @@ def attach(pipeline: Pipeline, learning: Learning) -> None:
         """Join outcomes that overtook their opportunity, also when no new outcome arrives."""
         if learning.waiting:
             await learning.learn([])
+
+    @pipeline.app.timer(interval=settings.metrics_every_s)
+    async def report() -> None:
+        """Threshold alerts and this period's figures to the alerts and metrics topics."""
+        monitor = learning.monitor
+        await pipeline.send([*monitor.health(), monitor.metric()])
 
     @pipeline.app.timer(interval=settings.features_ttl_s / 4)
     async def expire_scored() -> None:

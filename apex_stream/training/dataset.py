@@ -46,7 +46,7 @@ def simulate(seed: int, opportunities: int, config: SimConfig | None = None) -> 
     chronological order (those whose outcome has not landed when a segment ends are dropped)."""
     per_segment = -(-opportunities // SEGMENTS)
     parts = [
-        _segment(seed * SEGMENTS + k, DAY_START + k * 86_400 / SEGMENTS, per_segment, config)
+        simulate_run(seed * SEGMENTS + k, DAY_START + k * 86_400 / SEGMENTS, per_segment, config)
         for k in range(SEGMENTS)
     ]
     return Dataset(
@@ -57,7 +57,8 @@ def simulate(seed: int, opportunities: int, config: SimConfig | None = None) -> 
     )
 
 
-def _segment(seed: int, start: float, opportunities: int, config: SimConfig | None) -> Dataset:
+def simulate_run(seed: int, start: float, opportunities: int, config: SimConfig | None) -> Dataset:
+    """One contiguous simulated run as features, labels and profits (a training segment)."""
     sim = MarketSimulator(seed, start_time=start, config=config)
     market = MarketState()
     features, ids, stamps, truths = [], [], [], []

@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from apex_stream.client import EventProducer
-from apex_stream.events import DeadLetter, Opportunity, Prediction, decode
+from apex_stream.events import DeadLetter, Metric, Opportunity, Prediction, decode
 from apex_stream.settings import Settings
 from apex_stream.simulator import MarketSimulator
 from apex_stream.topics import TopicAdmin
@@ -98,6 +98,8 @@ async def test_outcomes_teach_the_online_learner(settings: Settings, tmp_path: P
             if summary["online_learned"] - before >= len(outcomes):
                 break
             await asyncio.sleep(1)
+        # the monitor's periodic figures reach the metrics topic (for the dashboard)
+        figures = [decode(m.value, Metric) for m in await collect(settings, "metrics", 1, 20)]
     assert summary["online_learned"] - before == len(outcomes)
     online = summary["performance"]["online@1.0.0"]
     assert online["samples"] == len(outcomes) >= 5_000
@@ -106,6 +108,8 @@ async def test_outcomes_teach_the_online_learner(settings: Settings, tmp_path: P
     assert online["auc"] > 0.65
     for member in MEMBERS:
         assert summary["performance"][f"{member}@1.0.0"]["auc"] > 0.65
+    assert figures and figures[0].source.startswith("worker-")
+    assert {"scored", "latency_p99_ms", "online_error_rate"} <= figures[0].values.keys()
 
 
 async def test_two_workers_share_the_partitions_and_score_everything(
