@@ -50,17 +50,17 @@ class Client:
         self.items.append(Item(payload))
         self.wake.set()
 
-    def offer(self, channel: str, chunks: list[Item]) -> None:
-        """Queue relayed messages; held back while the channel's replay is running."""
+    def offer(self, channel: str, chunks: list[Item], count: int) -> None:
+        """Queue ``count`` relayed messages; held back while the channel's replay runs."""
         if channel in self.held:
             self.held[channel].extend(chunks)
         else:
-            self.push(chunks)
+            self.push(chunks, count)
 
-    def push(self, chunks: list[Item]) -> None:
+    def push(self, chunks: list[Item], count: int) -> None:
         """Queue relayed messages now, shedding the oldest beyond the limit."""
         self.items.extend(chunks)
-        self.queued += sum(c.count for c in chunks)
+        self.queued += count
         if self.queued > self.limit:
             self._shed()
         self.wake.set()
@@ -147,7 +147,7 @@ class Hub:
         held = client.held.pop(channel, [])
         client.control(marker)
         if held:
-            client.offer(channel, held)
+            client.offer(channel, held, sum(c.count for c in held))
 
     def unsubscribe(self, client: Client, channels: list[str]) -> None:
         for channel in channels:
@@ -173,10 +173,11 @@ class Hub:
             positions[partition] = offset + 1
         self.relayed[batch.channel] += len(batch)
         for flt, members in self.groups[batch.channel].values():
-            chunks = self.chunks(batch.select(flt.mask(batch)))
-            if chunks:
+            selected = batch.select(flt.mask(batch))
+            if selected:
+                chunks = self.chunks(selected)
                 for client in members:
-                    client.offer(batch.channel, chunks)
+                    client.offer(batch.channel, chunks, len(selected))
 
     def advance(self, channel: str, partition: int, offset: int) -> None:
         """The relay's next offset in a partition (set at start, before any message)."""

@@ -226,9 +226,9 @@ class Bridge:
                 ):
                     if client.subscriptions.get(channel) is not flt or flt is None:
                         return  # unsubscribed or gone meanwhile
-                    chunks = self.hub.chunks(batch.select(flt.mask(batch)))
-                    client.push(chunks)
-                    sent += sum(c.count for c in chunks)
+                    selected = batch.select(flt.mask(batch))
+                    client.push(self.hub.chunks(selected), len(selected))
+                    sent += len(selected)
         except Exception as exc:  # a failed replay must not take the connection down
             log.exception("replay of %s failed", channel)
             client.control(control("error", error=f"replay of {channel} failed: {exc}"))

@@ -229,7 +229,7 @@ def test_held_channel_waits_for_the_replay_marker() -> None:
     hub.subscribe(client, "predictions", Filter(), hold=True)
     hub.publish(predictions_batch([prediction(9)]))
     assert not client.items  # live message held while history is sent
-    client.push(hub.chunks([b'{"replayed":1}']))
+    client.push(hub.chunks([b'{"replayed":1}']), 1)
     hub.release(client, "predictions", b'{"type":"replayed"}')
     frames = [json.loads(f) for f in client.frames(1 << 20)]
     assert frames[0] == [{"replayed": 1}] and frames[1] == {"type": "replayed"}
