@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     bridge_client_queue: int = Field(default=20_000, ge=1)
     bridge_max_frame_bytes: int = Field(default=512 * 1024, ge=4096)
     bridge_max_command_bytes: int = Field(default=64 * 1024, ge=256)
+    bridge_stall_timeout_s: float = Field(default=30.0, gt=0)
     bridge_command_rate: float = Field(default=20.0, gt=0)
     bridge_heartbeat_s: float = Field(default=5.0, gt=0)
     bridge_coalesce_ms: float = Field(default=5.0, ge=0)

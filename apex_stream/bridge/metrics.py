@@ -28,6 +28,12 @@ INVALID = Counter(
 REJECTED = Counter(
     "apex_bridge_rejected_total", "Connections refused", ["reason"], registry=REGISTRY
 )
+DISCONNECTED = Counter(
+    "apex_bridge_disconnected_total",
+    "Clients the bridge disconnected",
+    ["reason"],
+    registry=REGISTRY,
+)
 COMMANDS = Counter("apex_bridge_commands_total", "Client commands", ["type"], registry=REGISTRY)
 KAFKA_LAG = Gauge(
     "apex_bridge_kafka_lag_messages",

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+import socket
 import time
 from http import HTTPStatus
 from importlib.metadata import version
@@ -40,6 +41,7 @@ from .relay import Relay, replay
 log = logging.getLogger(__name__)
 VERSION = version("apex-stream")
 WS_PATH = "/ws"
+SEND_BUFFER = 256 * 1024
 
 
 class Bridge:
@@ -120,6 +122,10 @@ class Bridge:
     # -- websocket clients ---------------------------------------------------------------------
 
     async def handle(self, ws: ServerConnection) -> None:
+        # a small kernel send buffer keeps a stalled client's backlog in its bounded queue
+        ws.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER
+        )
         client = self.hub.connect()
         pump = asyncio.create_task(self._pump(client, ws))
         client.control(
@@ -148,16 +154,27 @@ class Bridge:
             pump.cancel()
 
     async def _pump(self, client: Client, ws: ServerConnection) -> None:
-        """Sends what the client has pending; a slow socket only ever blocks this task."""
+        """Sends what the client has pending; a slow socket only ever blocks this task, and a
+        client that takes nothing for ``bridge_stall_timeout_s`` is disconnected."""
         limit = self.settings.bridge_max_frame_bytes
         try:
             while True:
                 await client.wake.wait()
                 client.wake.clear()
                 for frame in client.frames(limit):
-                    await ws.send(frame, text=True)
+                    async with asyncio.timeout(self.settings.bridge_stall_timeout_s):
+                        await ws.send(frame, text=True)
         except ConnectionClosed:
             pass
+        except TimeoutError:
+            metrics.DISCONNECTED.labels("stalled").inc()
+            log.warning(
+                "client %d took nothing for %.0f s: disconnected (%d dropped)",
+                client.id,
+                self.settings.bridge_stall_timeout_s,
+                client.dropped,
+            )
+            ws.transport.abort()
 
     async def _command(self, client: Client, frame: str | bytes) -> None:
         try:

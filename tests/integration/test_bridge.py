@@ -308,7 +308,13 @@ async def test_a_stalled_client_loses_its_oldest_messages_and_delays_nobody(
 ) -> None:
     await create_topics(settings)
     port = 16203
-    with running_bridge(settings, port, tmp_path / "bridge.log", APEX_BRIDGE_CLIENT_QUEUE="5000"):
+    with running_bridge(
+        settings,
+        port,
+        tmp_path / "bridge.log",
+        APEX_BRIDGE_CLIENT_QUEUE="5000",
+        APEX_BRIDGE_STALL_TIMEOUT_S="3",
+    ):
         stalled = _handshake(port)
         try:
             async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
@@ -326,11 +332,13 @@ async def test_a_stalled_client_loses_its_oldest_messages_and_delays_nobody(
                 }
                 stats = await command(ws, type="stats")
                 assert stats["client"]["dropped"] == 0
-            health = http_json(port, "/health")
-            # the stalled client's queue stayed at its limit: everything beyond was dropped
-            # the stalled client's queue stayed at its limit: what its socket buffers did not
-            # take (a few MB on loopback, ~16 MB were sent) was dropped
-            assert health["dropped"] >= 10_000
+                # the stalled one lost its oldest messages beyond its queue (and the small
+                # socket buffers), then was disconnected after 3 s without taking anything
+                assert stats["server"]["clients"] == 1
+                assert stats["server"]["dropped"] >= 5_000
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            assert 'apex_bridge_disconnected_total{reason="stalled"} 1.0' in text
         finally:
             stalled.close()
 
