@@ -18,9 +18,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from apex_stream.client import EventProducer
-from apex_stream.events import Opportunity, Outcome, Prediction
+from apex_stream.events import Outcome
 from apex_stream.settings import Settings
 from apex_stream.topics import TopicAdmin
+from tests.events import opportunity, prediction
 from tests.integration.bridge import receive, running_bridge
 
 pytestmark = pytest.mark.slow
@@ -29,40 +30,6 @@ pytestmark = pytest.mark.slow
 async def create_topics(settings: Settings) -> None:
     async with TopicAdmin(settings) as admin:
         await admin.create()
-
-
-def prediction(i: int, chain: str = "ethereum", route: str = "r1", score: float = 0.5):
-    now = time.time()
-    return Prediction(
-        opportunity_id=f"p{i}",
-        route_id=route,
-        chain=chain,
-        score=score,
-        decision=score > 0.5,
-        threshold=0.5,
-        strategy="weighted",
-        model_scores={"xgboost": score, "onnx": score},
-        model_versions={"xgboost": "1.0.0", "onnx": "1.0.0"},
-        latency_ms=2.0,
-        opportunity_timestamp=now,
-        timestamp=now,
-    )
-
-
-def opportunity(i: int, route: str, tokens: list[str], chain: str = "ethereum") -> Opportunity:
-    return Opportunity(
-        opportunity_id=f"o{i}",
-        route_id=route,
-        chain=chain,
-        tokens=tokens,
-        dexes=["uniswap"] * len(tokens),
-        input_amount=1000.0,
-        expected_output=1010.0,
-        gas_estimate=200_000,
-        profit_usd=5.0,
-        confidence_score=0.8,
-        timestamp=time.time(),
-    )
 
 
 async def command(ws: ClientConnection, **body: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -20,7 +19,8 @@ from apex_stream.bridge.protocol import (
     parse_command,
     since_ms,
 )
-from apex_stream.events import Alert, Opportunity, Prediction, encode
+from apex_stream.events import Alert, encode
+from tests import events
 
 
 @dataclass
@@ -32,41 +32,11 @@ class Rec:
 
 
 def prediction(i: int, chain: str = "ethereum", route: str = "r1", score: float = 0.5) -> bytes:
-    now = time.time()
-    return encode(
-        Prediction(
-            opportunity_id=f"o{i}",
-            route_id=route,
-            chain=chain,
-            score=score,
-            decision=score > 0.5,
-            threshold=0.5,
-            strategy="weighted",
-            model_scores={"xgboost": score},
-            model_versions={"xgboost": "1.0.0"},
-            latency_ms=1.0,
-            opportunity_timestamp=now,
-            timestamp=now,
-        )
-    )
+    return encode(events.prediction(i, chain, route, score))
 
 
 def opportunity(i: int, route: str, tokens: list[str]) -> bytes:
-    return encode(
-        Opportunity(
-            opportunity_id=f"o{i}",
-            route_id=route,
-            chain="ethereum",
-            tokens=tokens,
-            dexes=["uniswap"] * len(tokens),
-            input_amount=1000.0,
-            expected_output=1010.0,
-            gas_estimate=200_000,
-            profit_usd=5.0,
-            confidence_score=0.8,
-            timestamp=time.time(),
-        )
-    )
+    return encode(events.opportunity(i, route, tokens))
 
 
 def predictions_batch(values: list[bytes], routes: Routes | None = None):
@@ -190,8 +160,8 @@ def test_fan_out_encodes_once_and_equal_filters_share_chunks() -> None:
     hub.publish(predictions_batch([prediction(0, "base"), prediction(1, "ethereum")]))
     assert len(hub.groups["predictions"]) == 2
     assert a.items[0] is b.items[0]  # one chunk object for both
-    assert [e["data"]["opportunity_id"] for e in json.loads(a.frames(1 << 20)[0])] == ["o0"]
-    assert [e["data"]["opportunity_id"] for e in json.loads(c.frames(1 << 20)[0])] == ["o0", "o1"]
+    assert [e["data"]["opportunity_id"] for e in json.loads(a.frames(1 << 20)[0])] == ["p0"]
+    assert [e["data"]["opportunity_id"] for e in json.loads(c.frames(1 << 20)[0])] == ["p0", "p1"]
     assert hub.positions["predictions"] == {0: 1, 1: 2}
     hub.unsubscribe(c, ["predictions"])
     hub.publish(predictions_batch([prediction(2)]))
@@ -207,7 +177,7 @@ def test_full_queue_drops_the_oldest_messages_but_no_control_message() -> None:
     assert client.queued == 5 and client.dropped == 3
     frames = [json.loads(f) for f in client.frames(1 << 20)]
     assert frames[0] == {"type": "pong"}
-    assert [e["data"]["opportunity_id"] for e in frames[1]] == [f"o{i}" for i in range(3, 8)]
+    assert [e["data"]["opportunity_id"] for e in frames[1]] == [f"p{i}" for i in range(3, 8)]
     assert client.delivered == 5 and client.queued == 0
 
 
@@ -220,7 +190,7 @@ def test_frames_respect_the_size_limit_and_keep_order() -> None:
     frames = client.frames(size * 10)
     assert all(len(f) <= size * 10 + 20 for f in frames) and len(frames) >= 5
     ids = [e["data"]["opportunity_id"] for f in frames for e in json.loads(f)]
-    assert ids == [f"o{i}" for i in range(50)]
+    assert ids == [f"p{i}" for i in range(50)]
 
 
 def test_held_channel_waits_for_the_replay_marker() -> None:
@@ -233,4 +203,4 @@ def test_held_channel_waits_for_the_replay_marker() -> None:
     hub.release(client, "predictions", b'{"type":"replayed"}')
     frames = [json.loads(f) for f in client.frames(1 << 20)]
     assert frames[0] == [{"replayed": 1}] and frames[1] == {"type": "replayed"}
-    assert frames[2][0]["data"]["opportunity_id"] == "o9"
+    assert frames[2][0]["data"]["opportunity_id"] == "p9"

@@ -1,0 +1,43 @@
+"""Valid events for tests, built with only what a test cares about."""
+
+from __future__ import annotations
+
+import time
+
+from apex_stream.events import Opportunity, Prediction
+
+
+def prediction(i: int, chain: str = "ethereum", route: str = "r1", score: float = 0.5):
+    """Prediction ``p{i}``: decision is score > 0.5, stamped now."""
+    now = time.time()
+    return Prediction(
+        opportunity_id=f"p{i}",
+        route_id=route,
+        chain=chain,
+        score=score,
+        decision=score > 0.5,
+        threshold=0.5,
+        strategy="weighted",
+        model_scores={"xgboost": score, "onnx": score},
+        model_versions={"xgboost": "1.0.0", "onnx": "1.0.0"},
+        latency_ms=2.0,
+        opportunity_timestamp=now,
+        timestamp=now,
+    )
+
+
+def opportunity(i: int, route: str, tokens: list[str], chain: str = "ethereum") -> Opportunity:
+    """Opportunity ``o{i}`` over ``tokens`` on uniswap, stamped now."""
+    return Opportunity(
+        opportunity_id=f"o{i}",
+        route_id=route,
+        chain=chain,
+        tokens=tokens,
+        dexes=["uniswap"] * len(tokens),
+        input_amount=1000.0,
+        expected_output=1010.0,
+        gas_estimate=200_000,
+        profit_usd=5.0,
+        confidence_score=0.8,
+        timestamp=time.time(),
+    )
