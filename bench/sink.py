@@ -15,10 +15,11 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, pool, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine
 
 from apex_stream.client import EventProducer
 from apex_stream.events import Opportunity, Outcome, Prediction, PriceTick
@@ -31,8 +32,10 @@ from apex_stream.sink.writer import write
 from apex_stream.topics import TopicAdmin
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 from pipeline import drop  # noqa: E402
+
+from tests.integration.database import temporary_database  # noqa: E402
 
 BATCH = 20_000
 
@@ -64,44 +67,32 @@ def events(n: int) -> dict[type, list]:
     }
 
 
-def fresh_database() -> tuple[str, object]:
-    server = make_url(Settings().db_url)
-    name = f"apex_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(
-        server.set(database="postgres"), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    migrations.upgrade(url, quiet=True)
-    return url, (admin, name)
-
-
-def drop_database(handle: object) -> None:
-    admin, name = handle  # type: ignore[misc]
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+@contextmanager
+def migrated_database() -> Iterator[str]:
+    """A throwaway database with the schema applied."""
+    with temporary_database("apex_bench") as url:
+        migrations.upgrade(url, quiet=True)
+        yield url
 
 
 def writer_rates(all_events: dict[type, list]) -> dict[str, float]:
-    url, handle = fresh_database()
-    engine = create_engine(url)
     rates = {}
-    try:
-        for cls, evs in all_events.items():
-            spec = TABLES[cls]
-            started = time.perf_counter()
-            for i in range(0, len(evs), BATCH):
-                chunk = evs[i : i + BATCH]
-                write(engine, spec, [spec.row(e, 0, i + j) for j, e in enumerate(chunk)])
-            rates[spec.name] = len(evs) / (time.perf_counter() - started)
-            print(
-                f"(1) {spec.name}: {rates[spec.name]:,.0f} rows/s ({len(evs):,} rows)", flush=True
-            )
-    finally:
-        engine.dispose()
-        drop_database(handle)
+    with migrated_database() as url:
+        engine = create_engine(url)
+        try:
+            for cls, evs in all_events.items():
+                spec = TABLES[cls]
+                started = time.perf_counter()
+                for i in range(0, len(evs), BATCH):
+                    chunk = evs[i : i + BATCH]
+                    write(engine, spec, [spec.row(e, 0, i + j) for j, e in enumerate(chunk)])
+                rates[spec.name] = len(evs) / (time.perf_counter() - started)
+                print(
+                    f"(1) {spec.name}: {rates[spec.name]:,.0f} rows/s ({len(evs):,} rows)",
+                    flush=True,
+                )
+        finally:
+            engine.dispose()
     return rates
 
 
@@ -113,17 +104,16 @@ async def sink_rate(all_events: dict[type, list]) -> float:
         for evs in all_events.values():
             await producer.send_many(evs)
     total = sum(len(v) for v in all_events.values())
-    url, handle = fresh_database()
-    sink = Sink(settings.model_copy(update={"database_url": url}))
-    stop = asyncio.Event()
-    started = time.perf_counter()
-    task = asyncio.create_task(sink.run(stop))
-    while sum(sink.written.values()) < total and not task.done():
-        await asyncio.sleep(0.05)
-    elapsed = time.perf_counter() - started
-    stop.set()
-    await task
-    drop_database(handle)
+    with migrated_database() as url:
+        sink = Sink(settings.model_copy(update={"database_url": url}))
+        stop = asyncio.Event()
+        started = time.perf_counter()
+        task = asyncio.create_task(sink.run(stop))
+        while sum(sink.written.values()) < total and not task.done():
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await task
     await drop(settings)
     rate = total / elapsed
     print(f"(2) sink, Kafka -> 4 tables: {rate:,.0f} rows/s ({total:,} rows)", flush=True)

@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
 from apex_stream.settings import Settings
+from tests.integration.processes import running_command
 
 
 def worker_env(settings: Settings, port: int) -> dict[str, str]:
     """Environment for a worker on this test's topics, in this test's consumer group."""
-    return os.environ | {
+    return {
         "APEX_TOPIC_PREFIX": settings.topic_prefix,
         "APEX_APP_ID": f"apex-{settings.topic_prefix.rstrip('.')}",
         "APEX_WEB_PORT": str(port),
@@ -47,34 +44,13 @@ def post(port: int, path: str, body: bytes) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read())
 
 
-@contextmanager
-def running_worker(settings: Settings, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running_worker(
+    settings: Settings, port: int, log: Path
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """A worker process, ready (its web server answers); stopped with SIGTERM afterwards."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "apex_stream.cli", "worker"],
-            env=worker_env(settings, port),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                get(port, "/health")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "worker did not start"
-                time.sleep(0.5)
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return running_command(
+        "worker", worker_env(settings, port), log, lambda: bool(get(port, "/health")), 90
+    )
 
 
 async def collect(settings: Settings, topic: str, want: int, timeout: float) -> list[Any]:
