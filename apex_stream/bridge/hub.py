@@ -167,10 +167,8 @@ class Hub:
         if not len(batch):
             return
         positions = self.positions[batch.channel]
-        for partition, offset in zip(
-            batch.partitions.tolist(), batch.offsets.tolist(), strict=True
-        ):
-            positions[partition] = offset + 1
+        for partition in np.unique(batch.partitions).tolist():
+            positions[partition] = int(batch.offsets[batch.partitions == partition].max()) + 1
         self.relayed[batch.channel] += len(batch)
         for flt, members in self.groups[batch.channel].values():
             selected = batch.select(flt.mask(batch))
