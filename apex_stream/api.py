@@ -58,6 +58,7 @@ def _scored(scorer: Scorer, opportunities: list[Opportunity], started: float) ->
             "score": score,
             "decision": decision,
             "model_scores": scores.rows[i],
+            "model_versions": scores.version_rows[i],
         }
         for i, (o, score, decision) in enumerate(
             zip(
@@ -68,10 +69,9 @@ def _scored(scorer: Scorer, opportunities: list[Opportunity], started: float) ->
             )
         )
     ]
-    voting = scorer.ensemble.voting
+    voting = scores.voting
     return {
         "predictions": results,
-        "model_versions": scorer.ensemble.versions,
         "strategy": voting.strategy,
         "threshold": voting.threshold,
         "timing_ms": {

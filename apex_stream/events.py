@@ -110,7 +110,11 @@ class Opportunity(Event, frozen=True):
 
 
 class Prediction(Event, frozen=True):
-    """The ensemble's verdict on one opportunity."""
+    """The ensemble's verdict on one opportunity.
+
+    ``features`` are the values it was scored with (``null`` where a feature was missing), in
+    the order of the feature list ``feature_version``: the record retraining learns from.
+    """
 
     topic: ClassVar[str] = "predictions"
     key_fields: ClassVar[tuple[str, ...]] = ("opportunity_id",)
@@ -127,6 +131,8 @@ class Prediction(Event, frozen=True):
     latency_ms: NonNegative
     opportunity_timestamp: Timestamp
     timestamp: Timestamp
+    feature_version: str | None = None
+    features: list[float | None] = msgspec.field(default_factory=list)
 
 
 class Outcome(Event, frozen=True):

@@ -23,7 +23,7 @@ def build(settings: Settings) -> Pipeline:
     """The app with the prices, opportunities and outcomes agents and the HTTP views."""
     pipeline = Pipeline(settings)
     ensemble = Ensemble(settings)
-    learning = Learning(pipeline, ensemble.online, ensemble.means["online"], settings.threshold)
+    learning = Learning(pipeline, ensemble.online, ensemble.online_means, settings.threshold)
     scorer = Scorer(ensemble, MarketView(pipeline))
     features_agent.attach(pipeline)
     inference_agent.attach(pipeline, scorer, learning)

@@ -18,7 +18,7 @@ import numpy as np
 from ..app import Pipeline
 from ..deadletter import dead_letter, split_valid
 from ..events import Opportunity, Prediction
-from ..features import opportunity_features
+from ..features import FEATURE_VERSION, opportunity_features
 from ..features.agent import MarketView
 from ..metrics import BATCH_SECONDS, BATCH_SIZE, LATENCY, SCORED
 from .ensemble import Ensemble, Scores
@@ -52,13 +52,17 @@ class Scorer:
         """The feature matrix and the ensemble's scores for a batch."""
         keys = {f"{o.chain}:{t}" for o in opportunities for t in o.tokens}
         X = opportunity_features(opportunities, self.view.refresh(keys))
-        return X, self.ensemble.score(X)
+        return X, self.ensemble.score(X, [o.route_id for o in opportunities])
 
+    @staticmethod
     def predictions(
-        self, opportunities: Sequence[Opportunity], scores: Scores, received: Sequence[float]
+        opportunities: Sequence[Opportunity],
+        X: np.ndarray,
+        scores: Scores,
+        received: Sequence[float],
     ) -> list[Prediction]:
-        versions = self.ensemble.versions
-        voting = self.ensemble.voting
+        """One prediction per opportunity, with the features it was scored with."""
+        voting = scores.voting
         now = time.time()
         return [
             Prediction(
@@ -70,17 +74,20 @@ class Scorer:
                 threshold=voting.threshold,
                 strategy=voting.strategy,
                 model_scores=scores.rows[i],
-                model_versions=versions,
+                model_versions=scores.version_rows[i],
                 latency_ms=max(now - t0, 0.0) * 1000,
                 opportunity_timestamp=o.timestamp,
                 timestamp=now,
+                feature_version=FEATURE_VERSION,
+                features=features,  # NaN (missing) is encoded as null
             )
-            for i, (o, score, decision, t0) in enumerate(
+            for i, (o, score, decision, t0, features) in enumerate(
                 zip(
                     opportunities,
                     scores.vote.score.tolist(),
                     scores.vote.decision.tolist(),
                     received,
+                    X.tolist(),
                     strict=True,
                 )
             )
@@ -119,9 +126,9 @@ async def process(
             BATCH_SECONDS.observe(time.perf_counter() - started)
             BATCH_SIZE.observe(len(opportunities))
             received = [m.timestamp or time.time() for m in kept]  # record time, seconds
-            predictions = scorer.predictions(opportunities, scores, received)
+            predictions = scorer.predictions(opportunities, X, scores, received)
             await pipeline.send(predictions)
-            await remember(pipeline, opportunities, X, scores, scorer.ensemble.versions)
+            await remember(pipeline, opportunities, X, scores)
             latency_ms = np.fromiter((p.latency_ms for p in predictions), np.float64)
             for ms in latency_ms.tolist():
                 LATENCY.observe(ms / 1000)
@@ -136,14 +143,15 @@ async def remember(
     opportunities: Sequence[Opportunity],
     X: np.ndarray,
     scores: Scores,
-    versions: dict[str, str],
 ) -> None:
-    """Keep each opportunity's features and member scores until its outcome arrives."""
+    """Keep each opportunity's features, member scores and versions until its outcome
+    arrives."""
     now = time.time()
+    versions = scores.version_rows
     await pipeline.put_scored(
         (
             o.opportunity_id.encode(),
-            encode_record(ScoredRecord(X[i].tobytes(), scores.rows[i], versions, now)),
+            encode_record(ScoredRecord(X[i].tobytes(), scores.rows[i], versions[i], now)),
         )
         for i, o in enumerate(opportunities)
     )

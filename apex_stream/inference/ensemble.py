@@ -1,29 +1,80 @@
 """The ensemble: every member scores the same feature matrix once per micro-batch, then the
 configured voting strategy decides. Shared by the stream agent and the HTTP scoring API, so
-both score identically."""
+both score identically.
+
+During an A/B test a member has several serving versions: each opportunity's route is hashed to
+one of them by the traffic split (:func:`apex_stream.lifecycle.abtest.assign`), every version
+scores only its own rows, and the scores record which version produced each row.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 
-from ..features import FEATURES, impute
+from ..features import impute
 from ..learning.online import OnlineLearner
+from ..lifecycle.abtest import assign
 from ..settings import Settings
 from ..voting import StackingParams, Vote, VotingConfig, vote
 from .onnx_member import OnnxMember
-from .registry import Registry
+from .registry import Manifest, ModelEntry, Registry
 from .xgb_member import XGBoostMember
+
+#: Members loaded from files, each possibly in several versions during an A/B test. The online
+#: learner is one live model per worker (it keeps learning), so it is never split.
+FILE_MEMBERS = ("xgboost", "onnx")
+
+
+class Model(Protocol):
+    name: str
+    version: str
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Arms:
+    """The serving versions of one member (the active one first), their training means and
+    their traffic split."""
+
+    name: str
+    models: tuple[Model, ...]
+    means: tuple[np.ndarray, ...]
+    weights: tuple[float, ...]
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        return tuple(m.version for m in self.models)
+
+    def predict(
+        self, X: np.ndarray, route_ids: Sequence[str] | None
+    ) -> tuple[np.ndarray, str | np.ndarray]:
+        """Scores of every row and the version that produced them (one string when a single
+        version scored the whole batch, else an array per row)."""
+        if len(self.models) == 1 or route_ids is None:
+            return self.models[0].predict(impute(X, self.means[0])), self.models[0].version
+        arm = assign(route_ids, self.weights)
+        out = np.empty(len(X))
+        for k, (model, means) in enumerate(zip(self.models, self.means, strict=True)):
+            rows = np.flatnonzero(arm == k)
+            if len(rows):
+                out[rows] = model.predict(impute(X[rows], means))
+        return out, np.asarray(self.versions, dtype=object)[arm]
 
 
 @dataclass(frozen=True)
 class Scores:
-    """One batch's member scores and the vote over them."""
+    """One batch's member scores, the versions that produced them, and the vote over them."""
 
     members: dict[str, np.ndarray]
     vote: Vote
+    versions: dict[str, str | np.ndarray]
+    voting: VotingConfig
 
     @cached_property
     def rows(self) -> list[dict[str, float]]:
@@ -35,12 +86,23 @@ class Scores:
             for row in zip(*(s.tolist() for s in self.members.values()), strict=True)
         ]
 
+    @cached_property
+    def version_rows(self) -> list[dict[str, str]]:
+        """Each opportunity's member versions (one shared dict when no member is split)."""
+        fixed = {m: v for m, v in self.versions.items() if isinstance(v, str)}
+        split = {m: v.tolist() for m, v in self.versions.items() if not isinstance(v, str)}
+        if not split:
+            return [fixed] * len(self.vote.score)
+        names = list(split)
+        rows = zip(*split.values(), strict=True)
+        return [fixed | dict(zip(names, vs, strict=True)) for vs in rows]
 
-def voting_config(settings: Settings, registry: Registry) -> VotingConfig:
+
+def voting_config(settings: Settings, manifest: Manifest) -> VotingConfig:
     """Voting from settings; the stacking meta-learner's parameters come from the manifest."""
     stacking = None
     if settings.voting_strategy == "stacking":
-        params = registry.active("stacking").params
+        params = manifest.active("stacking").params
         stacking = StackingParams(
             tuple(params["members"]), tuple(params["coef"]), float(params["intercept"])
         )
@@ -53,47 +115,96 @@ def voting_config(settings: Settings, registry: Registry) -> VotingConfig:
     )
 
 
-class Ensemble:
-    """XGBoost, ONNX and the online learner, loaded only through the manifest."""
+def _means(entry: ModelEntry) -> np.ndarray:
+    """The member's training means, which replace missing features before it scores."""
+    return np.array(entry.params["impute"], dtype=np.float64)
 
-    def __init__(self, settings: Settings, online: OnlineLearner | None = None) -> None:
+
+class Ensemble:
+    """XGBoost, ONNX and the online learner at one manifest revision, loaded only through the
+    manifest (checksums and feature versions verified)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        online: OnlineLearner | None = None,
+        manifest: Manifest | None = None,
+        previous: Ensemble | None = None,
+    ) -> None:
         registry = Registry(settings.models_dir)
-        xgb_entry = registry.active("xgboost")
-        onnx_entry = registry.active("onnx")
-        self.xgboost = XGBoostMember(
-            registry.load_bytes(xgb_entry),
-            xgb_entry.version,
-            device=settings.device,
-            threads=settings.xgboost_threads,
-        )
-        self.onnx = OnnxMember(
-            registry.load_bytes(onnx_entry),
-            onnx_entry.version,
-            device=settings.device,
-            threads=settings.onnx_threads,
-        )
-        online_entry = registry.active("online")
+        manifest = manifest or registry.manifest()
+        self.revision = manifest.revision
+        reusable = previous.arms if previous else []
+        loaded = {(m.name, m.version): m for a in reusable for m in a.models}
+
+        def load(entry: ModelEntry) -> Model:
+            if (entry.name, entry.version) in loaded:  # versions are immutable once registered
+                return loaded[entry.name, entry.version]
+            data = registry.load_bytes(entry)
+            if entry.name == "xgboost":
+                return XGBoostMember(
+                    data, entry.version, device=settings.device, threads=settings.xgboost_threads
+                )
+            return OnnxMember(
+                data, entry.version, device=settings.device, threads=settings.onnx_threads
+            )
+
+        self.arms: list[Arms] = []
+        for name in FILE_MEMBERS:
+            serving = manifest.serving(name)
+            self.arms.append(
+                Arms(
+                    name,
+                    tuple(load(e) for e in serving),
+                    tuple(_means(e) for e in serving),
+                    tuple(e.traffic for e in serving),
+                )
+            )
+        online_entry = manifest.active("online")
         if online is None:
             online = OnlineLearner.restore(registry.load_bytes(online_entry))
         self.online = online
-        self.voting = voting_config(settings, registry)
-        #: each member's training means, which replace missing features before it scores
-        self.means = {
-            e.name: np.array(e.params.get("impute", [np.nan] * len(FEATURES)))
-            for e in (xgb_entry, onnx_entry, online_entry)
-        }
+        self.online_means = _means(online_entry)
+        self.voting = voting_config(settings, manifest)
+
+    @property
+    def xgboost(self) -> XGBoostMember:
+        """The active XGBoost version."""
+        return self.arms[0].models[0]  # type: ignore[return-value]
+
+    @property
+    def onnx(self) -> OnnxMember:
+        """The active ONNX version."""
+        return self.arms[1].models[0]  # type: ignore[return-value]
+
+    @property
+    def means(self) -> dict[str, np.ndarray]:
+        """Each member's active version's training means."""
+        return {a.name: a.means[0] for a in self.arms} | {"online": self.online_means}
 
     @property
     def versions(self) -> dict[str, str]:
-        return {m.name: m.version for m in (self.xgboost, self.onnx, self.online)}
+        """The active version of every member."""
+        return {a.name: a.versions[0] for a in self.arms} | {"online": self.online.version}
+
+    @property
+    def traffic(self) -> dict[str, dict[str, float]]:
+        """Every serving version of every member with its traffic weight."""
+        return {a.name: dict(zip(a.versions, a.weights, strict=True)) for a in self.arms} | {
+            "online": {self.online.version: 1.0}
+        }
 
     @property
     def providers(self) -> dict[str, str]:
         return {"xgboost": self.xgboost.device, "onnx": self.onnx.provider}
 
-    def score(self, X: np.ndarray) -> Scores:
-        members = {
-            m.name: m.predict(impute(X, self.means[m.name]))
-            for m in (self.xgboost, self.onnx, self.online)
-        }
-        return Scores(members, vote(members, self.voting))
+    def score(self, X: np.ndarray, route_ids: Sequence[str] | None = None) -> Scores:
+        """Every member's scores and the vote. ``route_ids`` assign rows to versions during an
+        A/B test; without them (backtests) the active versions score every row."""
+        members: dict[str, np.ndarray] = {}
+        versions: dict[str, str | np.ndarray] = {}
+        for arms in self.arms:
+            members[arms.name], versions[arms.name] = arms.predict(X, route_ids)
+        members["online"] = self.online.predict(impute(X, self.online_means))
+        versions["online"] = self.online.version
+        return Scores(members, vote(members, self.voting), versions, self.voting)

@@ -3,6 +3,8 @@
 Every entry names a member, its semantic version, file, sha256, the feature-list version it was
 trained on, training metrics, creation time, status and traffic weight. Loading verifies the
 checksum and the feature version, so a worker never scores with a file it cannot vouch for.
+Every write bumps the manifest's ``revision``; workers apply a manifest only when its revision
+is newer than the one they serve (see :mod:`apex_stream.inference.control`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +53,7 @@ class ModelEntry:
     traffic: float = 1.0
     params: dict[str, Any] = field(default_factory=dict)
     previous: str | None = None  # the version this one replaced when it was promoted
+    testing_since: str | None = None  # when its current A/B traffic split began (ISO time)
 
     @property
     def key(self) -> str:
@@ -96,6 +100,41 @@ def _entry_problems(e: ModelEntry) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class Manifest:
+    """One revision of the manifest: what a worker serves."""
+
+    revision: int
+    entries: tuple[ModelEntry, ...]
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Manifest:
+        return cls(int(raw.get("revision", 0)), tuple(ModelEntry(**e) for e in raw["models"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"revision": self.revision, "models": [asdict(e) for e in self.entries]}
+
+    def active(self, name: str) -> ModelEntry:
+        """The active version of a member."""
+        for e in self.entries:
+            if e.name == name and e.status == "active":
+                return e
+        raise ModelError(f"no active {name!r} model in the manifest (revision {self.revision})")
+
+    def serving(self, name: str) -> list[ModelEntry]:
+        """The versions of a member that take traffic, the active one first."""
+        found = [e for e in self.entries if e.name == name and e.traffic > 0]
+        return sorted(found, key=lambda e: (e.status != "active", e.semver))
+
+    def testing(self) -> list[ModelEntry]:
+        """Candidates that take traffic: the arms of a running A/B test."""
+        return [e for e in self.entries if e.status == "candidate" and e.traffic > 0]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -107,11 +146,13 @@ class Registry:
         self.folder = folder
         self.path = folder / MANIFEST
 
-    def entries(self) -> list[ModelEntry]:
+    def manifest(self) -> Manifest:
         if not self.path.exists():
             raise ModelError(f"no {MANIFEST} in {self.folder}: run `apex-stream models train`")
-        raw = json.loads(self.path.read_text())
-        return [ModelEntry(**entry) for entry in raw["models"]]
+        return Manifest.from_json(json.loads(self.path.read_text()))
+
+    def entries(self) -> list[ModelEntry]:
+        return list(self.manifest().entries)
 
     def get(self, name: str, version: str) -> ModelEntry:
         for e in self.entries():
@@ -120,19 +161,17 @@ class Registry:
         known = sorted(e.version for e in self.entries() if e.name == name)
         raise ModelError(f"unknown version {name}@{version}; {name} has {known or 'none'}")
 
-    def serving(self, name: str) -> list[ModelEntry]:
-        """The versions of a member that take traffic (the active one first)."""
-        found = [e for e in self.entries() if e.name == name and e.traffic > 0]
-        return sorted(found, key=lambda e: e.status != "active")
-
-    def write(self, entries: list[ModelEntry]) -> None:
-        """Validate and replace the manifest atomically (readers never see half a file)."""
+    def write(self, entries: list[ModelEntry]) -> Manifest:
+        """Validate and replace the manifest atomically (readers never see half a file), as
+        the next revision."""
         validate(entries)
-        entries = sorted(entries, key=lambda e: (e.name, e.semver))
+        revision = self.manifest().revision + 1 if self.path.exists() else 1
+        manifest = Manifest(revision, tuple(sorted(entries, key=lambda e: (e.name, e.semver))))
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"models": [asdict(e) for e in entries]}, indent=2) + "\n")
+        tmp.write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
         os.replace(tmp, self.path)
+        return manifest
 
     def register(
         self,
@@ -142,11 +181,15 @@ class Registry:
         *,
         feature_version: str = FEATURE_VERSION,
         metrics: dict[str, float] | None = None,
+        params: dict[str, Any] | None = None,
         created: str,
     ) -> ModelEntry:
-        """Copy a model file in and list it as a candidate without traffic."""
+        """Copy a model file in and list it as a candidate without traffic. Unless ``params``
+        say otherwise, it fills missing features with the active version's training means."""
         if name not in MEMBER_TYPES or name == "stacking":
             raise ModelError(f"unknown member {name!r}; members are xgboost, onnx, online")
+        if params is None:
+            params = {"impute": self.active(name).params["impute"]}
         if any(e.name == name and e.version == version for e in self.entries()):
             raise ModelError(f"{name}@{version} is already registered")
         target = f"{name}-{version}{file.suffix}"
@@ -162,6 +205,7 @@ class Registry:
             created=created,
             status="candidate",
             traffic=0.0,
+            params=params,
         )
         try:
             self.write([*self.entries(), entry])
@@ -183,8 +227,15 @@ class Registry:
         total = sum(weights.values())
         if not math.isclose(total, 1.0, abs_tol=1e-6):
             raise ModelError(f"traffic weights sum to {total:g}, must sum to 1")
+        since = now_iso()
         updated = [
-            replace(e, traffic=weights.get(e.version, 0.0)) if e.name == name else e
+            replace(
+                e,
+                traffic=weights.get(e.version, 0.0),
+                testing_since=since if e.status == "candidate" and weights.get(e.version) else None,
+            )
+            if e.name == name
+            else e
             for e in self.entries()
         ]
         self.write(updated)
@@ -199,11 +250,11 @@ class Registry:
         updated = []
         for e in self.entries():
             if e.name == name and e.version == version:
-                e = replace(e, status="active", traffic=1.0, previous=current)
+                e = replace(e, status="active", traffic=1.0, previous=current, testing_since=None)
             elif e.name == name and e.status == "active":
                 e = replace(e, status="archived", traffic=0.0)
             elif e.name == name:
-                e = replace(e, traffic=0.0)
+                e = replace(e, traffic=0.0, testing_since=None)
             updated.append(e)
         self.write(updated)
         return self.get(name, version)
@@ -217,7 +268,7 @@ class Registry:
         testing = [e for e in entries if e.name == name and e.status == "candidate" and e.traffic]
         if testing:
             updated = [
-                replace(e, status="archived", traffic=0.0)
+                replace(e, status="archived", traffic=0.0, testing_since=None)
                 if e in testing
                 else replace(e, traffic=1.0)
                 if e == active
@@ -236,7 +287,7 @@ class Registry:
         found = [e for e in self.entries() if e.name == name and e.status == "active"]
         if not found:
             raise ModelError(f"no active {name!r} model in {self.path}")
-        return max(found, key=lambda e: e.traffic)
+        return found[0]
 
     def load_bytes(self, entry: ModelEntry) -> bytes:
         """The entry's file, after checking its checksum and feature version."""
@@ -256,8 +307,8 @@ class Registry:
             )
         return data
 
-    def add(self, entries: list[ModelEntry]) -> None:
+    def add(self, entries: list[ModelEntry]) -> Manifest:
         """Add entries (replacing any with the same name and version) and rewrite the manifest."""
         current = self.entries() if self.path.exists() else []
         keys = {e.key for e in entries}
-        self.write([e for e in current if e.key not in keys] + entries)
+        return self.write([e for e in current if e.key not in keys] + entries)

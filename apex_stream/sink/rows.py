@@ -79,6 +79,8 @@ def _prediction(e: Prediction, partition: int, offset: int) -> tuple[Any, ...]:
         Jsonb(e.model_scores),
         Jsonb(e.model_versions),
         e.latency_ms,
+        e.feature_version,
+        e.features or None,
     )
 
 
@@ -145,6 +147,8 @@ TABLES: dict[type[Event], TableSpec] = {
             ("model_scores", "jsonb"),
             ("model_versions", "jsonb"),
             ("latency_ms", F8),
+            ("feature_version", TEXT),
+            ("features", "float8[]"),
         ),
         _prediction,
     ),

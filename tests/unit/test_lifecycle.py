@@ -107,7 +107,7 @@ def test_register_ab_test_promote_and_rollback(registry: Registry) -> None:
     with pytest.raises(ModelError, match="must include the active"):
         registry.split("xgboost", {"1.1.0": 1.0})
     registry.split("xgboost", {"1.0.0": 0.8, "1.1.0": 0.2})
-    assert [(e.version, e.traffic) for e in registry.serving("xgboost")] == [
+    assert [(e.version, e.traffic) for e in registry.manifest().serving("xgboost")] == [
         ("1.0.0", 0.8),
         ("1.1.0", 0.2),
     ]

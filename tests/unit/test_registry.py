@@ -111,7 +111,7 @@ def test_active_is_the_active_version_even_when_a_candidate_takes_more(tmp_path:
         ]
     )
     assert registry.active("xgboost").version == "1.0.0"
-    assert [e.version for e in registry.serving("xgboost")] == ["1.0.0", "2.0.0"]
+    assert [e.version for e in registry.manifest().serving("xgboost")] == ["1.0.0", "2.0.0"]
     with pytest.raises(ModelError, match=r"no active 'onnx' model in .*manifest\.json"):
         registry.active("onnx")
     with pytest.raises(ModelError, match=r"no active 'online' model"):
