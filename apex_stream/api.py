@@ -117,6 +117,8 @@ def attach(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> None:
                     "status": "ok",
                     "recovered": pipeline.app.tables.recovery.completed.is_set(),
                     "model_versions": scorer.ensemble.versions,
+                    "manifest_revision": scorer.ensemble.revision,
+                    "traffic": scorer.ensemble.traffic,
                     "providers": scorer.ensemble.providers,
                     "market_tokens": len(pipeline.market),
                     "assigned": sorted(

@@ -22,7 +22,7 @@ from .settings import get_settings
 from .topics import TopicAdmin
 
 if TYPE_CHECKING:
-    from .inference.registry import ModelEntry
+    from .inference.registry import ModelEntry, Registry
 
 console = Console()
 
@@ -338,7 +338,8 @@ def models_register(
     from .features import FEATURE_VERSION
     from .inference.registry import Registry
 
-    entry = Registry(get_settings().models_dir).register(
+    registry = Registry(get_settings().models_dir)
+    entry = registry.register(
         name,
         version,
         file,
@@ -347,6 +348,7 @@ def models_register(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     _print_models([entry])
+    _publish(registry, f"registered {entry.key}")
 
 
 @models.command("ab-test")
@@ -363,7 +365,9 @@ def models_ab_test(name: str, split: tuple[str, ...]) -> None:
             weights[version] = float(weight)
         except ValueError:
             raise click.BadParameter(f"{part!r}: write VERSION=WEIGHT, e.g. 1.1.0=0.2") from None
-    _print_models(Registry(get_settings().models_dir).split(name, weights))
+    registry = Registry(get_settings().models_dir)
+    _print_models(registry.split(name, weights))
+    _publish(registry, f"A/B test of {name}: " + ", ".join(split))
 
 
 @models.command("promote")
@@ -373,7 +377,9 @@ def models_promote(name: str, version: str) -> None:
     """Make VERSION the active one with all traffic (the previous active is archived)."""
     from .inference.registry import Registry
 
-    _print_models([Registry(get_settings().models_dir).promote(name, version)])
+    registry = Registry(get_settings().models_dir)
+    _print_models([registry.promote(name, version)])
+    _publish(registry, f"promoted {name}@{version}")
 
 
 @models.command("rollback")
@@ -383,7 +389,19 @@ def models_rollback(name: str) -> None:
     bring back the previous version."""
     from .inference.registry import Registry
 
-    _print_models([Registry(get_settings().models_dir).rollback(name)])
+    registry = Registry(get_settings().models_dir)
+    entry = registry.rollback(name)
+    _print_models([entry])
+    _publish(registry, f"rolled {name} back to {entry.version}")
+
+
+@models.command("publish")
+def models_publish() -> None:
+    """Send the current manifest to the running workers again (they apply it when it is
+    newer than the revision they serve)."""
+    from .inference.registry import Registry
+
+    _publish(Registry(get_settings().models_dir), "published by hand")
 
 
 @models.command("show")
@@ -399,6 +417,23 @@ def models_show(key: str) -> None:
     if "impute" in entry["params"]:
         entry["params"]["impute"] = f"{len(entry['params']['impute'])} feature means"
     console.print_json(data=entry)
+
+
+def _publish(registry: Registry, reason: str) -> None:
+    """Tell the running workers about the manifest just written (live reload)."""
+    from .inference.control import publish
+
+    manifest = registry.manifest()
+    try:
+        asyncio.run(publish(get_settings(), manifest, reason))
+    except Exception as exc:  # noqa: BLE001 - the manifest is written either way
+        console.print(
+            f"[yellow]manifest revision {manifest.revision} written, but workers were not told "
+            f"({type(exc).__name__}: {exc}); they load it when they start, or run "
+            "`apex-stream models publish` once the broker is back[/yellow]"
+        )
+        return
+    console.print(f"manifest revision {manifest.revision} published to the workers")
 
 
 def _print_models(entries: list[ModelEntry]) -> None:

@@ -181,6 +181,20 @@ class Metric(Event, frozen=True):
     timestamp: Timestamp = msgspec.field(default_factory=time.time)
 
 
+class ModelControl(Event, frozen=True):
+    """A revision of the model manifest (models/manifest.json) that every worker serves once it
+    is newer than its own; keyed by ``kind`` on a compacted topic, so the last one stays."""
+
+    topic: ClassVar[str] = "model-control"
+    key_fields: ClassVar[tuple[str, ...]] = ("kind",)
+
+    revision: Annotated[int, msgspec.Meta(ge=1)]
+    manifest: dict[str, Any]
+    reason: str
+    kind: Literal["manifest"] = "manifest"
+    timestamp: Timestamp = msgspec.field(default_factory=time.time)
+
+
 class DeadLetter(Event, frozen=True):
     """A rejected message, kept with where it came from and why it was rejected."""
 
@@ -203,6 +217,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Outcome,
     Alert,
     Metric,
+    ModelControl,
     DeadLetter,
 )
 EVENT_FOR_TOPIC: dict[str, type[Event]] = {cls.topic: cls for cls in EVENT_TYPES}

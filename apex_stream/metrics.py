@@ -31,3 +31,4 @@ PROVIDER = Gauge(
     "apex_model_provider_info", "Where each member runs (1 = in use)", ["member", "provider"]
 )
 ONLINE_LEARNED = Gauge("apex_online_learner_samples", "Outcomes the online learner has seen")
+MODEL_REVISION = Gauge("apex_model_manifest_revision", "Manifest revision the worker serves")

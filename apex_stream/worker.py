@@ -12,11 +12,15 @@ from .features import agent as features_agent
 from .features.agent import MarketView
 from .inference import agent as inference_agent
 from .inference.agent import Scorer
+from .inference.control import follow
 from .inference.ensemble import Ensemble
+from .inference.registry import Manifest
 from .learning import agent as learning_agent
 from .learning.agent import Learning
-from .metrics import PROVIDER
+from .metrics import MODEL_REVISION, PROVIDER
 from .settings import Settings
+
+log = logging.getLogger("apex_stream.worker")
 
 
 def build(settings: Settings) -> Pipeline:
@@ -29,9 +33,32 @@ def build(settings: Settings) -> Pipeline:
     inference_agent.attach(pipeline, scorer, learning)
     learning_agent.attach(pipeline, learning)
     api.attach(pipeline, scorer, learning)
+    attach_reload(pipeline, scorer, learning)
     for member, provider in ensemble.providers.items():
         PROVIDER.labels(member, provider).set(1)
+    MODEL_REVISION.set(ensemble.revision)
     return pipeline
+
+
+def attach_reload(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> None:
+    """Serve every newer manifest revision published on the model-control topic."""
+    settings = pipeline.settings
+
+    def build(manifest: Manifest) -> Ensemble:
+        return Ensemble(settings, learning.learner, manifest, previous=scorer.ensemble)
+
+    def install(ensemble: Ensemble, reason: str) -> None:
+        # between two batches: the agent reads ``scorer.ensemble`` once per batch
+        scorer.ensemble = ensemble
+        learning.learner, learning.means = ensemble.online, ensemble.online_means
+        MODEL_REVISION.set(ensemble.revision)
+        log.info(
+            "serving manifest revision %d (%s): %s", ensemble.revision, reason, ensemble.describe()
+        )
+
+    @pipeline.app.task
+    async def reload_models() -> None:
+        await follow(settings, lambda: scorer.ensemble.revision, build, install)
 
 
 def run(settings: Settings) -> None:

@@ -161,7 +161,7 @@ class Ensemble:
                 )
             )
         online_entry = manifest.active("online")
-        if online is None:
+        if online is None or online.version != online_entry.version:
             online = OnlineLearner.restore(registry.load_bytes(online_entry))
         self.online = online
         self.online_means = _means(online_entry)
@@ -193,6 +193,13 @@ class Ensemble:
         return {a.name: dict(zip(a.versions, a.weights, strict=True)) for a in self.arms} | {
             "online": {self.online.version: 1.0}
         }
+
+    def describe(self) -> str:
+        """The serving versions with their traffic, for logs."""
+        return ", ".join(
+            f"{name} " + " / ".join(f"{v} ({w:.0%})" for v, w in split.items())
+            for name, split in self.traffic.items()
+        )
 
     @property
     def providers(self) -> dict[str, str]:

@@ -13,6 +13,7 @@ from apex_stream.events import (
     Alert,
     DeadLetter,
     Metric,
+    ModelControl,
     Opportunity,
     Outcome,
     Prediction,
@@ -90,6 +91,9 @@ EXAMPLES = [
         timestamp=NOW,
     ),
     Metric(source="worker-1", values={"throughput": 1e4}, timestamp=NOW),
+    ModelControl(
+        revision=3, manifest={"revision": 3, "models": []}, reason="promoted", timestamp=NOW
+    ),
     DeadLetter(
         source_topic="opportunities",
         partition=0,

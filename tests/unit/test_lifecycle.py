@@ -11,9 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xgboost as xgb
 
+from apex_stream.features import FEATURES, impute
+from apex_stream.inference.ensemble import Ensemble
 from apex_stream.inference.registry import ModelError, Registry, validate
 from apex_stream.lifecycle.abtest import Arm, assign, decide, two_proportion_z
+from apex_stream.settings import Settings
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -130,3 +134,45 @@ def test_register_ab_test_promote_and_rollback(registry: Registry) -> None:
         "1.1.0",
         "1.2.0",
     ]
+
+
+def test_an_ab_test_scores_each_route_with_its_version(registry: Registry) -> None:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(4_000, len(FEATURES)))
+    candidate = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 2},
+        xgb.DMatrix(X, label=X[:, 0] > 0),
+        num_boost_round=5,
+    )
+    file = registry.folder / "candidate.ubj"
+    candidate.save_model(file)
+    registry.register("xgboost", "1.1.0", file, created="2026-11-21T00:00:00+00:00")
+    registry.split("xgboost", {"1.0.0": 0.8, "1.1.0": 0.2})
+    settings = Settings(models_dir=registry.folder)
+    ensemble = Ensemble(settings)
+    assert ensemble.traffic["xgboost"] == {"1.0.0": 0.8, "1.1.0": 0.2}
+    assert ensemble.revision == registry.manifest().revision == 2  # register, split
+
+    routes = [f"route-{i % 1500}" for i in range(len(X))]
+    scores = ensemble.score(X, routes)
+    on_candidate = assign(routes, [0.8, 0.2]) == 1
+    assert 0.15 < on_candidate.mean() < 0.25
+    versions = [v["xgboost"] for v in scores.version_rows]
+    assert versions == ["1.1.0" if c else "1.0.0" for c in on_candidate]
+    assert {v["onnx"] for v in scores.version_rows} == {"1.0.0"}
+    (active, new) = ensemble.arms[0].models
+    means = ensemble.means["xgboost"]
+    expected = np.where(
+        on_candidate, new.predict(impute(X, means)), active.predict(impute(X, means))
+    )
+    np.testing.assert_allclose(scores.members["xgboost"], expected, rtol=0, atol=1e-7)
+    # a route keeps its version across batches; without routes the active version scores all
+    again = ensemble.score(X[:100], routes[:100])
+    assert [v["xgboost"] for v in again.version_rows] == versions[:100]
+    assert ensemble.score(X[:10]).versions["xgboost"] == "1.0.0"
+
+    # a promotion is a new revision that reuses the loaded candidate
+    registry.promote("xgboost", "1.1.0")
+    promoted = Ensemble(settings, ensemble.online, registry.manifest(), previous=ensemble)
+    assert promoted.versions["xgboost"] == "1.1.0" and promoted.xgboost is new
+    assert promoted.online is ensemble.online  # the live learner keeps learning
