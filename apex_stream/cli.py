@@ -258,20 +258,12 @@ def sink() -> None:
 def analytics(name: str, since: str, fmt: str) -> None:
     """Run one of the analytics queries (their SQL is in README.md)."""
     import csv
-    from datetime import timedelta
 
     from sqlalchemy import create_engine
 
     from .sink.analytics import run
 
-    units = {"m": "minutes", "h": "hours", "d": "days"}
-    if since[-1:] in units and since[:-1].isdigit():
-        start = datetime.now(UTC) - timedelta(**{units[since[-1]]: int(since[:-1])})
-    else:
-        try:
-            start = datetime.fromisoformat(since)
-        except ValueError:
-            raise click.BadParameter(f"{since!r}: use an ISO time or 30m / 6h / 7d") from None
+    start = _since(since)
     engine = create_engine(get_settings().db_url)
     columns, rows = run(engine, name, start)
     engine.dispose()
@@ -289,6 +281,42 @@ def analytics(name: str, since: str, fmt: str) -> None:
         for row in rows:
             table.add_row(*(f"{v:,.4g}" if isinstance(v, float) else str(v) for v in row))
         console.print(table)
+
+
+def _since(since: str) -> datetime:
+    """An ISO time, or a span back from now: 30m, 6h, 7d."""
+    from datetime import timedelta
+
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if since[-1:] in units and since[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[since[-1]]: int(since[:-1])})
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError:
+        raise click.BadParameter(f"{since!r}: use an ISO time or 30m / 6h / 7d") from None
+    return start if start.tzinfo else start.replace(tzinfo=UTC)
+
+
+@main.command()
+def lifecycle() -> None:
+    """Decide A/B tests and retrain on schedule or drift (run one per deployment)."""
+    import logging
+    import signal
+
+    from .lifecycle.controller import Controller
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level)
+
+    async def run() -> None:
+        task = asyncio.create_task(Controller(settings, console).run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
 
 
 @main.group()
@@ -315,6 +343,47 @@ def models_train(version: str, seed: int, opportunities: int) -> None:
         console=console,
     )
     _print_models(entries)
+
+
+@models.command("retrain")
+@click.option("--since", help="Only outcomes predicted since (ISO time or 30m / 6h / 7d).")
+@click.option("--window", type=int, help="Newest labelled predictions to train on.")
+@click.option("--traffic", type=float, help="Share of routes the candidates get in the A/B test.")
+@click.option("--min-rows", default=1_000, show_default=True, help="Refuse with fewer outcomes.")
+def models_retrain(
+    since: str | None, window: int | None, traffic: float | None, min_rows: int
+) -> None:
+    """New XGBoost and ONNX versions from stored predictions and outcomes, compared with the
+    active ones on the newest outcomes and put into an A/B test."""
+    from sqlalchemy import create_engine
+
+    from .inference.registry import Registry
+    from .training.retrain import retrain
+
+    settings = get_settings()
+    engine = create_engine(settings.db_url)
+    result = retrain(
+        engine,
+        settings.models_dir,
+        since=_since(since) if since else datetime.fromtimestamp(0, UTC),
+        window=window or settings.retrain_window,
+        min_rows=min_rows,
+        candidate_traffic=traffic or settings.retrain_candidate_traffic,
+        threshold=settings.threshold,
+        console=console,
+    )
+    engine.dispose()
+    table = Table("member", "held-out", "AUC", "log loss", "precision", "recall")
+    for member, sides in result.comparison.items():
+        for side, m in sides.items():
+            table.add_row(
+                member,
+                side,
+                *(f"{m[k]:.4f}" for k in ("auc", "logloss", "precision", "recall")),
+            )
+    console.print(table)
+    _print_models(result.candidates)
+    _publish(Registry(settings.models_dir), f"retrained {result.version}")
 
 
 @models.command("list")

@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     alert_cooldown_s: float = Field(default=60.0, ge=0)
     metrics_every_s: float = Field(default=5.0, gt=0)
 
+    lifecycle_interval_s: float = Field(default=30.0, gt=0)
+    ab_min_samples: int = Field(default=200, ge=1)
+    ab_alpha: float = Field(default=0.01, gt=0, lt=1)
+    retrain_min_samples: int = Field(default=20_000, ge=100)
+    retrain_min_interval_s: float = Field(default=6 * 3600.0, ge=0)
+    retrain_window: int = Field(default=200_000, ge=100)
+    retrain_on_drift: bool = True
+    retrain_candidate_traffic: float = Field(default=0.2, gt=0, lt=1)
+
     bridge_host: str = "127.0.0.1"
     bridge_port: int = 8765
     bridge_token: str | None = None

@@ -45,11 +45,16 @@ def post(port: int, path: str, body: bytes) -> tuple[int, Any]:
 
 
 def running_worker(
-    settings: Settings, port: int, log: Path
+    settings: Settings, port: int, log: Path, env: dict[str, str] | None = None
 ) -> AbstractContextManager[subprocess.Popen[bytes]]:
-    """A worker process, ready (its web server answers); stopped with SIGTERM afterwards."""
+    """A worker process (``env`` added to :func:`worker_env`), ready (its web server answers);
+    stopped with SIGTERM afterwards."""
     return running_command(
-        "worker", worker_env(settings, port), log, lambda: bool(get(port, "/health")), 90
+        "worker",
+        worker_env(settings, port) | (env or {}),
+        log,
+        lambda: bool(get(port, "/health")),
+        90,
     )
 
 

@@ -1,0 +1,311 @@
+"""`apex-stream lifecycle`: the one process that decides A/B tests and schedules retraining.
+
+Every ``lifecycle_interval_s`` it reads the manifest and the database the sink fills:
+
+* **A test is running** (candidates with traffic): each arm's executed outcomes since the test
+  began are counted from stored predictions joined with their outcomes; :func:`decide` promotes
+  the candidate, rolls it back, or lets the test go on. A decision rewrites the manifest,
+  publishes it to the workers and goes to the alerts topic with its numbers.
+* **No test is running**: a retrain starts when ``retrain_min_samples`` new labelled
+  predictions have arrived since the newest version was made, and either
+  ``retrain_min_interval_s`` has passed or (``retrain_on_drift``) a drift alert came after it;
+  after a drift, only the outcomes since the drift are trained on (the new regime). The new
+  versions enter an A/B test with ``retrain_candidate_traffic`` of the routes.
+
+It also publishes each step's arm figures as a ``lifecycle`` metrics message for dashboards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from rich.console import Console
+from sqlalchemy import Engine, create_engine, text
+
+from ..errors import InvalidEvent
+from ..events import Alert, Event, Metric, decode, encode
+from ..inference.control import publish
+from ..inference.registry import Manifest, ModelEntry, Registry
+from ..settings import Settings
+from ..training.retrain import RetrainError, retrain
+from .abtest import Arm, Decision, decide
+
+log = logging.getLogger("apex_stream.lifecycle")
+
+ARMS_SQL = text(
+    """SELECT p.model_versions,
+              count(*) AS outcomes,
+              count(*) FILTER (WHERE p.decision) AS trades,
+              count(*) FILTER (WHERE p.decision AND o.success) AS wins,
+              count(*) FILTER (WHERE o.success) AS successes,
+              count(*) FILTER (WHERE NOT p.decision AND NOT o.success) AS rejected_failures,
+              coalesce(sum(o.realized_profit_usd) FILTER (WHERE p.decision), 0) AS profit,
+              sum(p.latency_ms) AS latency_ms
+       FROM predictions p JOIN outcomes o USING (opportunity_id)
+       WHERE p.predicted_at >= :since
+       GROUP BY p.model_versions"""
+)
+LABELLED_SQL = text(
+    """SELECT count(*) FROM predictions p JOIN outcomes o USING (opportunity_id)
+       WHERE p.predicted_at >= :since AND p.features IS NOT NULL"""
+)
+
+
+@dataclass
+class ArmFigures:
+    """Outcomes of the predictions one arm of a test made."""
+
+    outcomes: int = 0
+    trades: int = 0
+    wins: int = 0
+    successes: int = 0
+    rejected_failures: int = 0
+    profit: float = 0.0
+    latency_ms: float = 0.0
+
+    def add(self, row: Any) -> None:
+        self.outcomes += row.outcomes
+        self.trades += row.trades
+        self.wins += row.wins
+        self.successes += row.successes
+        self.rejected_failures += row.rejected_failures
+        self.profit += float(row.profit)
+        self.latency_ms += float(row.latency_ms)
+
+    def summary(self) -> dict[str, float]:
+        n = self.outcomes
+        return {
+            "outcomes": n,
+            "trades": self.trades,
+            "win_rate": self.wins / self.trades if self.trades else 0.0,
+            "accuracy": (self.wins + self.rejected_failures) / n if n else 0.0,
+            "recall": self.wins / self.successes if self.successes else 0.0,
+            "realized_profit_usd": self.profit,
+            "profit_per_opportunity_usd": self.profit / n if n else 0.0,
+            "latency_ms_mean": self.latency_ms / n if n else 0.0,
+        }
+
+
+def arm_figures(
+    engine: Engine, members: list[str], since: datetime
+) -> dict[tuple[str, ...], ArmFigures]:
+    """Figures per combination of the tested members' versions."""
+    arms: dict[tuple[str, ...], ArmFigures] = {}
+    with engine.connect() as connection:
+        for row in connection.execute(ARMS_SQL, {"since": since}):
+            key = tuple(row.model_versions.get(m, "?") for m in members)
+            arms.setdefault(key, ArmFigures()).add(row)
+    return arms
+
+
+class Controller:
+    """Decides A/B tests and schedules retraining (see the module docstring)."""
+
+    def __init__(self, settings: Settings, console: Console | None = None) -> None:
+        self.settings = settings
+        self.registry = Registry(settings.models_dir)
+        self.engine = create_engine(settings.db_url, pool_pre_ping=True)
+        self.console = console or Console(stderr=True)
+        self.drift_at: datetime | None = None
+        self.producer: AIOKafkaProducer | None = None
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers, acks="all"
+        )
+        await self.producer.start()
+        watch = asyncio.create_task(self.watch_drift())
+        try:
+            while True:
+                try:
+                    await self.step()
+                except Exception:  # noqa: BLE001 - one failed step must not end the controller
+                    log.exception("lifecycle step failed; trying again next interval")
+                await asyncio.sleep(self.settings.lifecycle_interval_s)
+        finally:
+            watch.cancel()
+            await self.producer.stop()
+
+    async def step(self) -> None:
+        manifest = self.registry.manifest()
+        testing = manifest.testing()
+        if testing:
+            await self.judge(manifest, testing)
+        else:
+            await self.maybe_retrain(manifest)
+
+    # -- A/B tests ------------------------------------------------------------------------
+
+    async def judge(self, manifest: Manifest, testing: list[ModelEntry]) -> None:
+        """Decide a running test: one candidate per tested member, against the active ones."""
+        members = sorted({e.name for e in testing})
+        if len(testing) != len(members):
+            log.warning("more than one candidate per member under test; decide it by hand")
+            return
+        control = tuple(manifest.active(m).version for m in members)
+        candidate = tuple(next(e.version for e in testing if e.name == m) for m in members)
+        since = datetime.fromisoformat(min(e.testing_since or e.created for e in testing))
+        arms = await asyncio.to_thread(arm_figures, self.engine, members, since)
+        a, b = arms.get(control, ArmFigures()), arms.get(candidate, ArmFigures())
+
+        def label(versions: tuple[str, ...]) -> str:
+            return "+".join(f"{m}@{v}" for m, v in zip(members, versions, strict=True))
+
+        decision = decide(
+            Arm(label(control), a.wins, a.trades),
+            Arm(label(candidate), b.wins, b.trades),
+            min_samples=self.settings.ab_min_samples,
+            alpha=self.settings.ab_alpha,
+        )
+        figures = {"control": a.summary(), "candidate": b.summary()}
+        await self.send(
+            [
+                Metric(
+                    source="lifecycle",
+                    values={
+                        f"{arm}.{k}": float(v) for arm, s in figures.items() for k, v in s.items()
+                    }
+                    | {"z": decision.z, "p_value": decision.p_value},
+                )
+            ]
+        )
+        if decision.action == "continue":
+            log.info("A/B test goes on: %s", decision.reason)
+            return
+        if decision.action == "promote":
+            for member, version in zip(members, candidate, strict=True):
+                self.registry.promote(member, version)
+        else:
+            for member in members:
+                self.registry.rollback(member)
+        await self.announce(decision, label(candidate), label(control), figures)
+
+    async def announce(
+        self, decision: Decision, candidate: str, control: str, figures: dict[str, Any]
+    ) -> None:
+        """Publish the new manifest to the workers and the decision to the alerts topic."""
+        verb = "promoted" if decision.action == "promote" else "rolled back"
+        manifest = self.registry.manifest()
+        await publish(self.settings, manifest, f"A/B test: {candidate} {verb}")
+        message = f"A/B test: {candidate} {verb} against {control}: {decision.reason}"
+        log.info(message)
+        await self.send(
+            [
+                Alert(
+                    alert_id=uuid.uuid4().hex,
+                    kind=f"ab-test.{decision.action}",
+                    severity="info" if decision.action == "promote" else "warning",
+                    message=message,
+                    data={
+                        "action": decision.action,
+                        "z": decision.z,
+                        "p_value": decision.p_value,
+                        "alpha": self.settings.ab_alpha,
+                        "min_samples": self.settings.ab_min_samples,
+                        "control": control,
+                        "candidate": candidate,
+                        "revision": manifest.revision,
+                    }
+                    | figures,
+                    model_version=candidate,
+                )
+            ]
+        )
+
+    # -- retraining -----------------------------------------------------------------------
+
+    async def maybe_retrain(self, manifest: Manifest) -> None:
+        s = self.settings
+        newest = max(
+            datetime.fromisoformat(e.created) for e in manifest.entries if e.name == "xgboost"
+        )
+        drifted = s.retrain_on_drift and self.drift_at is not None and self.drift_at > newest
+        since = self.drift_at if drifted and self.drift_at else newest
+        labelled = await asyncio.to_thread(self.labelled_since, since)
+        elapsed = (datetime.now(UTC) - newest).total_seconds()
+        if labelled < s.retrain_min_samples or not (drifted or elapsed >= s.retrain_min_interval_s):
+            return
+        why = f"drift at {since:%H:%M:%S}" if drifted else f"{elapsed / 3600:.1f} h since the last"
+        log.info("retraining on %d new outcomes (%s)", labelled, why)
+        try:
+            result = await asyncio.to_thread(
+                retrain,
+                self.engine,
+                s.models_dir,
+                since=since if drifted else datetime.fromtimestamp(0, UTC),
+                window=s.retrain_window,
+                min_rows=s.retrain_min_samples,
+                candidate_traffic=s.retrain_candidate_traffic,
+                threshold=s.threshold,
+                console=self.console,
+            )
+        except RetrainError as exc:
+            log.warning("retrain skipped: %s", exc)
+            return
+        await publish(s, result.manifest, f"retrained {result.version}")
+        auc = {m: c["candidate"]["auc"] for m, c in result.comparison.items()}
+        before = {m: c["active"]["auc"] for m, c in result.comparison.items()}
+        await self.send(
+            [
+                Alert(
+                    alert_id=uuid.uuid4().hex,
+                    kind="retrain",
+                    severity="info",
+                    message=(
+                        f"retrained {result.version} on {result.rows:,} outcomes ({why}); "
+                        f"held-out AUC {auc} vs active {before}; A/B test started with "
+                        f"{s.retrain_candidate_traffic:.0%} of routes"
+                    ),
+                    data={
+                        "version": result.version,
+                        "rows": result.rows,
+                        "trigger": "drift" if drifted else "schedule",
+                        "comparison": result.comparison,
+                        "candidate_traffic": s.retrain_candidate_traffic,
+                        "revision": result.manifest.revision,
+                    },
+                    model_version=result.version,
+                )
+            ]
+        )
+
+    def labelled_since(self, since: datetime) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(LABELLED_SQL, {"since": since}).scalar_one())
+
+    async def watch_drift(self) -> None:
+        """Remember the time of the latest drift alert (``drift.*``) on the alerts topic."""
+        consumer = AIOKafkaConsumer(
+            self.settings.topic_name("alerts"),
+            bootstrap_servers=self.settings.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # drift before a restart still counts
+        )
+        await consumer.start()
+        try:
+            async for message in consumer:
+                try:
+                    alert = decode(message.value, Alert)
+                except InvalidEvent:
+                    continue
+                if alert.kind.startswith("drift."):
+                    at = datetime.fromtimestamp(alert.timestamp, UTC)
+                    if self.drift_at is None or at > self.drift_at:
+                        self.drift_at = at
+                        log.info("drift noted: %s", alert.message)
+        finally:
+            await consumer.stop()
+
+    async def send(self, events: list[Event]) -> None:
+        assert self.producer is not None
+        for event in events:
+            await self.producer.send_and_wait(
+                self.settings.topic_name(event.topic), encode(event), key=event.key()
+            )
