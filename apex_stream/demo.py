@@ -1,10 +1,16 @@
-"""`apex-stream demo`: local services, topics, a worker, the simulated market, live figures."""
+"""`apex-stream demo`: local services, topics, a worker, the sink, the lifecycle controller, the
+websocket bridge, the simulated market and live figures.
+
+The demo serves a fresh copy of models/ (in the cache folder), so versions the controller
+retrains never land in the checkout.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +29,10 @@ from . import services
 from .events import Prediction, decode
 from .produce import produce_market
 from .settings import Settings
+from .sink import migrations
 from .topics import TopicAdmin
+
+COMMANDS = ("worker", "sink", "lifecycle", "bridge")
 
 
 class Figures:
@@ -122,9 +131,13 @@ async def run_demo(
         console.print(f"{row.name} on {row.address} ({'started' if row.changed else 'up'})")
     async with TopicAdmin(settings) as admin:
         await admin.create()
-    worker, bridge = _spawn(settings, "worker", console), _spawn(settings, "bridge", console)
+    migrations.upgrade(settings.db_url, quiet=True)
+    models = settings.home / "demo-models"
+    shutil.rmtree(models, ignore_errors=True)
+    shutil.copytree(settings.models_dir, models)
+    procs = [_spawn(settings, c, console, {"APEX_MODELS_DIR": str(models)}) for c in COMMANDS]
     while not _worker_json(settings.web_port, "/health").get("recovered"):
-        for proc in (worker, bridge):
+        for proc in procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"`apex-stream {proc.args[-1]}` exited; see its log")
         await asyncio.sleep(0.5)
@@ -166,20 +179,22 @@ async def run_demo(
     finally:
         for task in tasks:
             task.cancel()
-        for proc in (worker, bridge):
+        for proc in procs:
             proc.send_signal(signal.SIGTERM)
-        worker.wait(60)
-        bridge.wait(30)
+        for proc in procs:
+            proc.wait(60)
 
 
-def _spawn(settings: Settings, command: str, console: Console) -> subprocess.Popen[bytes]:
+def _spawn(
+    settings: Settings, command: str, console: Console, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     """An `apex-stream` subcommand in its own process, logging to the cache folder."""
     log = settings.home / f"demo-{command}.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "apex_stream.cli", command],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
-        env=os.environ | {"APEX_LOG_LEVEL": "WARNING"},
+        env=os.environ | {"APEX_LOG_LEVEL": "WARNING"} | env,
     )
     console.print(f"{command} pid {proc.pid} (log: {log})")
     return proc
