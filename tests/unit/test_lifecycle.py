@@ -8,6 +8,7 @@ import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,7 +18,9 @@ from apex_stream.features import FEATURES, impute
 from apex_stream.inference.ensemble import Ensemble
 from apex_stream.inference.registry import ModelError, Registry, validate
 from apex_stream.lifecycle.abtest import Arm, assign, decide, two_proportion_z
+from apex_stream.lifecycle.controller import ArmFigures
 from apex_stream.settings import Settings
+from apex_stream.training.retrain import next_version
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -176,3 +179,40 @@ def test_an_ab_test_scores_each_route_with_its_version(registry: Registry) -> No
     promoted = Ensemble(settings, ensemble.online, registry.manifest(), previous=ensemble)
     assert promoted.versions["xgboost"] == "1.1.0" and promoted.xgboost is new
     assert promoted.online is ensemble.online  # the live learner keeps learning
+
+
+def test_arm_figures_summarise_an_arm() -> None:
+    arm = ArmFigures()
+    row = SimpleNamespace(
+        outcomes=100,
+        trades=40,
+        wins=30,
+        successes=50,
+        rejected_failures=40,
+        profit=1234.5,
+        latency_ms=700.0,
+    )
+    arm.add(row)
+    arm.add(row)
+    summary = arm.summary()
+    assert summary["outcomes"] == 200 and summary["trades"] == 80
+    assert summary["win_rate"] == 0.75  # wins / trades
+    assert summary["accuracy"] == 0.7  # (wins + rejected failures) / outcomes
+    assert summary["recall"] == 0.6  # wins / successes
+    assert summary["realized_profit_usd"] == 2469.0
+    assert summary["latency_ms_mean"] == 7.0
+    assert ArmFigures().summary()["win_rate"] == 0.0
+
+
+def test_retrained_versions_take_the_next_minor_version(registry: Registry) -> None:
+    assert next_version(registry) == "1.1.0"
+    file = registry.folder / "xgboost-1.0.0.ubj"
+    registry.register("onnx", "1.3.2", registry.folder / "onnx-1.0.0.onnx", created="x")
+    registry.register("xgboost", "1.1.0", file, created="x")
+    assert next_version(registry) == "1.4.0"
+    assert registry.manifest().testing() == []
+    registry.split("xgboost", {"1.0.0": 0.8, "1.1.0": 0.2})
+    (testing,) = registry.manifest().testing()
+    assert testing.key == "xgboost@1.1.0" and testing.testing_since is not None
+    registry.promote("xgboost", "1.1.0")
+    assert registry.get("xgboost", "1.1.0").testing_since is None
