@@ -35,6 +35,7 @@ class ScoredRecord(msgspec.Struct, array_like=True):
     scores: dict[str, float]
     versions: dict[str, str]
     timestamp: float
+    latency_ms: float = 0.0  # of its prediction
 
 
 encode_record = msgspec.msgpack.Encoder().encode
@@ -128,8 +129,8 @@ async def process(
             received = [m.timestamp or time.time() for m in kept]  # record time, seconds
             predictions = scorer.predictions(opportunities, X, scores, received)
             await pipeline.send(predictions)
-            await remember(pipeline, opportunities, X, scores)
             latency_ms = np.fromiter((p.latency_ms for p in predictions), np.float64)
+            await remember(pipeline, opportunities, X, scores, latency_ms)
             for ms in latency_ms.tolist():
                 LATENCY.observe(ms / 1000)
             executed = int(scores.vote.decision.sum())
@@ -143,15 +144,19 @@ async def remember(
     opportunities: Sequence[Opportunity],
     X: np.ndarray,
     scores: Scores,
+    latency_ms: np.ndarray,
 ) -> None:
-    """Keep each opportunity's features, member scores and versions until its outcome
-    arrives."""
+    """Keep each opportunity's features, member scores, versions and prediction latency until
+    its outcome arrives."""
     now = time.time()
     versions = scores.version_rows
+    latencies = latency_ms.tolist()
     await pipeline.put_scored(
         (
             o.opportunity_id.encode(),
-            encode_record(ScoredRecord(X[i].tobytes(), scores.rows[i], versions[i], now)),
+            encode_record(
+                ScoredRecord(X[i].tobytes(), scores.rows[i], versions[i], now, latencies[i])
+            ),
         )
         for i, o in enumerate(opportunities)
     )

@@ -67,7 +67,7 @@ class Learning:
         now = time.monotonic()
         waiting, self.waiting = self.waiting, {}
         waiting.update((o.opportunity_id, (o, now)) for o in outcomes)
-        rows, labels, profits, member_scores, versions = [], [], [], [], []
+        rows, labels, profits, member_scores, versions, latencies = [], [], [], [], [], []
         joined: list[bytes] = []
         expired = 0
         for opportunity_id, (outcome, since) in waiting.items():
@@ -86,6 +86,7 @@ class Learning:
             profits.append(outcome.realized_profit_usd)
             member_scores.append(record.scores)
             versions.append(record.versions)
+            latencies.append(record.latency_ms)
         await self.pipeline.put_scored((key, None) for key in joined)
         OUTCOMES.labels("yes").inc(len(rows))
         OUTCOMES.labels("no").inc(expired)
@@ -94,12 +95,15 @@ class Learning:
         X = np.frombuffer(b"".join(rows), np.float32).reshape(len(rows), -1).astype(np.float64)
         y = np.array(labels)
         profit = np.array(profits)
+        latency = np.array(latencies)
         scores = {m: np.array([s[m] for s in member_scores]) for m in member_scores[0]}
         version_of = {m: np.array([v[m] for v in versions]) for m in scores}
         for member, member_scores_ in scores.items():
             for version in np.unique(version_of[member]).tolist():
                 mask = version_of[member] == version
-                self.book.update(member, version, member_scores_[mask], y[mask], profit[mask])
+                self.book.update(
+                    member, version, member_scores_[mask], y[mask], profit[mask], latency[mask]
+                )
         X = impute(X, self.means)
         await self.pipeline.send(self.monitor.learned(X, y, scores, version_of))
         self.learner.learn(X, y)

@@ -1,8 +1,9 @@
 """Per-model-version performance from outcomes, for A/B decisions.
 
 Each (member, version) keeps confusion counts at the decision threshold (a score strictly above
-it executes), the realized profit of what it would have executed, and histograms of its scores
-for successes and failures, from which the AUC is read (exact up to ties within a 1/1000 bin).
+it executes), the realized profit of what it would have executed, the latency of the
+predictions it took part in, and histograms of its scores for successes and failures, from
+which the AUC is read (exact up to ties within a 1/1000 bin).
 Updates are vectorized over an outcome batch.
 """
 
@@ -29,11 +30,19 @@ class VersionPerformance:
     tn: int = 0
     fn: int = 0
     realized_profit_usd: float = 0.0
+    latency_ms: float = 0.0  # summed over every scored opportunity
     positives: np.ndarray = field(default_factory=_histogram)
     negatives: np.ndarray = field(default_factory=_histogram)
 
-    def update(self, scores: np.ndarray, success: np.ndarray, profit: np.ndarray) -> None:
+    def update(
+        self,
+        scores: np.ndarray,
+        success: np.ndarray,
+        profit: np.ndarray,
+        latency_ms: np.ndarray,
+    ) -> None:
         success = np.asarray(success, dtype=bool)
+        self.latency_ms += float(np.sum(latency_ms))
         executed = scores > self.threshold
         self.tp += int((executed & success).sum())
         self.fp += int((executed & ~success).sum())
@@ -65,6 +74,7 @@ class VersionPerformance:
             "recall": self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0,
             "auc": self.auc,
             "realized_profit_usd": self.realized_profit_usd,
+            "latency_ms_mean": self.latency_ms / samples if samples else 0.0,
         }
 
 
@@ -82,11 +92,12 @@ class PerformanceBook:
         scores: np.ndarray,
         success: np.ndarray,
         profit: np.ndarray,
+        latency_ms: np.ndarray,
     ) -> None:
         key = (member, version)
         if key not in self.versions:
             self.versions[key] = VersionPerformance(self.threshold)
-        self.versions[key].update(scores, success, profit)
+        self.versions[key].update(scores, success, profit, latency_ms)
 
     def summary(self) -> dict[str, dict[str, float]]:
         return {f"{m}@{v}": perf.summary() for (m, v), perf in sorted(self.versions.items())}
