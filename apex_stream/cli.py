@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from aiokafka import AIOKafkaConsumer
@@ -196,15 +197,20 @@ def _print_revision() -> None:
 def bridge() -> None:
     """Relay the topics to websocket clients and serve the live dashboard."""
     import logging
-    import signal
 
     from .bridge.server import Bridge
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
+    _run_until_signal(lambda: Bridge(settings).run())
+
+
+def _run_until_signal(service: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a long-lived service; SIGINT or SIGTERM cancels it cleanly."""
+    import signal
 
     async def run() -> None:
-        task = asyncio.create_task(Bridge(settings).run())
+        task = asyncio.create_task(service())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
@@ -301,22 +307,12 @@ def _since(since: str) -> datetime:
 def lifecycle() -> None:
     """Decide A/B tests and retrain on schedule or drift (run one per deployment)."""
     import logging
-    import signal
 
     from .lifecycle.controller import Controller
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
-
-    async def run() -> None:
-        task = asyncio.create_task(Controller(settings, console).run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    asyncio.run(run())
+    _run_until_signal(lambda: Controller(settings, console).run())
 
 
 @main.group()
