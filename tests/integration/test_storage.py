@@ -67,7 +67,7 @@ def test_migrations_upgrade_and_downgrade_on_empty_and_populated_databases(datab
     migrations.upgrade(database, quiet=True)
     assert set(EVENT_TABLES) <= tables(database)
     revision, storage = migrations.current(database)
-    assert revision == "0002" and storage in {"postgresql", "timescaledb"}
+    assert revision == "0003" and storage in {"postgresql", "timescaledb"}
 
     migrations.downgrade(database, "base", quiet=True)  # empty
     assert not set(EVENT_TABLES) & tables(database)
