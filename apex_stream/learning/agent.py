@@ -110,11 +110,11 @@ class Learning:
         ONLINE_LEARNED.set(self.learner.learned)
         self._since_snapshot += len(rows)
         if self._since_snapshot >= self.pipeline.settings.learner_snapshot_every:
-            self.snapshot()
+            await self.snapshot()
         return len(rows)
 
-    def snapshot(self) -> None:
-        self.pipeline.learner_state[self.key] = self.learner.snapshot()
+    async def snapshot(self) -> None:
+        await self.pipeline.put(self.pipeline.learner_state, [(self.key, self.learner.snapshot())])
         self._since_snapshot = 0
 
 
