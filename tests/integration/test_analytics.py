@@ -58,7 +58,7 @@ def events(database: str) -> dict[type, list]:
     }
     engine = create_engine(database, poolclass=pool.NullPool)
     for cls, evs in stored.items():
-        write(engine, TABLES[cls], [TABLES[cls].row(e, 0, i) for i, e in enumerate(evs)])
+        write(engine, TABLES[cls], [TABLES[cls].encode(e, 0, i) for i, e in enumerate(evs)])
     engine.dispose()
     return stored
 

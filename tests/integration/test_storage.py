@@ -3,6 +3,8 @@ database of its own."""
 
 from __future__ import annotations
 
+import msgspec
+from psycopg.types.json import Jsonb
 from sqlalchemy import create_engine, pool, text
 
 from apex_stream.events import Opportunity, Outcome, Prediction, PriceTick
@@ -11,6 +13,7 @@ from apex_stream.sink import migrations
 from apex_stream.sink.rows import TABLES
 from apex_stream.sink.writer import write
 
+HEAD = "0003"
 EVENT_TABLES = ("price_ticks", "opportunities", "predictions", "outcomes", "model_versions")
 
 
@@ -33,7 +36,7 @@ def count(url: str, table: str) -> int:
     return n
 
 
-def simulated_rows(n: int) -> dict[type, list[tuple]]:
+def simulated_events(n: int, *, features: bool = False) -> dict[type, list]:
     steps = list(MarketSimulator(8).run(opportunities=n))
     events: dict[type, list] = {
         PriceTick: [p for s in steps for p in s.prices],
@@ -54,11 +57,19 @@ def simulated_rows(n: int) -> dict[type, list[tuple]]:
             latency_ms=3.0,
             opportunity_timestamp=o.timestamp,
             timestamp=o.timestamp + 0.01,
+            feature_version="v1" if features and i % 3 else None,
+            features=[0.5, None, -1e-300, i * 1.5] if features and i % 3 else [],
         )
-        for o in events[Opportunity]
+        for i, o in enumerate(events[Opportunity])
     ]
+    return events
+
+
+def simulated_rows(n: int) -> dict[type, list[bytes]]:
+    """Rows in binary COPY form, as the sink writes them."""
     return {
-        cls: [TABLES[cls].row(e, 0, i) for i, e in enumerate(evs)] for cls, evs in events.items()
+        cls: [TABLES[cls].encode(e, 0, i) for i, e in enumerate(evs)]
+        for cls, evs in simulated_events(n).items()
     }
 
 
@@ -67,7 +78,7 @@ def test_migrations_upgrade_and_downgrade_on_empty_and_populated_databases(datab
     migrations.upgrade(database, quiet=True)
     assert set(EVENT_TABLES) <= tables(database)
     revision, storage = migrations.current(database)
-    assert revision == "0003" and storage in {"postgresql", "timescaledb"}
+    assert revision == HEAD and storage in {"postgresql", "timescaledb"}
 
     migrations.downgrade(database, "base", quiet=True)  # empty
     assert not set(EVENT_TABLES) & tables(database)
@@ -89,23 +100,37 @@ def test_copy_writer_is_idempotent_and_keeps_values(database: str) -> None:
     rows = simulated_rows(3_000)
     for cls, batch in rows.items():
         spec = TABLES[cls]
-        assert write(engine, spec, batch) == len(batch)
+        half = len(batch) // 2
+        assert write(engine, spec, batch[:2] + batch[:2]) == 2  # duplicates within a batch
+        assert write(engine, spec, batch[2:half]) == half - 2  # COPY straight into the table
+        assert write(engine, spec, batch) == len(batch) - half  # half redelivered, half new
         assert write(engine, spec, batch) == 0  # a redelivery adds nothing
-        assert write(engine, spec, batch[: len(batch) // 2]) == 0
         assert count(database, spec.name) == len(batch)
-    first = rows[Opportunity][0]
-    with engine.connect() as connection:
-        stored = connection.execute(
-            text(
-                "SELECT time, route_id, tokens, dexes, profit_usd FROM opportunities "
-                "WHERE opportunity_id = :id"
-            ),
-            {"id": first[1]},
-        ).one()
-        scores = connection.execute(
-            text("SELECT model_scores ->> 'xgboost' FROM predictions WHERE opportunity_id = :id"),
-            {"id": first[1]},
-        ).scalar_one()
     engine.dispose()
-    assert stored == (first[0], first[2], first[4], first[5], first[9])
-    assert float(scores) == 0.7
+
+
+def test_binary_rows_store_the_reference_values(database: str) -> None:
+    """``TableSpec.encode`` (the sink's hot path) stores exactly what ``TableSpec.row`` says:
+    every column of every row, including times to the microsecond, arrays, jsonb and NULLs."""
+    migrations.upgrade(database, quiet=True)
+    engine = create_engine(database, poolclass=pool.NullPool)
+    events = simulated_events(600, features=True)
+    events[PriceTick] += [  # times whose microseconds fall exactly half-way: 7812.5, 23437.5
+        msgspec.structs.replace(events[PriceTick][0], timestamp=1_700_000_000 + k / 128)
+        for k in (1, 3)
+    ]
+    for cls, evs in events.items():
+        spec = TABLES[cls]
+        assert write(engine, spec, [spec.encode(e, 3, 7 + i) for i, e in enumerate(evs)]) == len(
+            evs
+        )
+        expected = sorted(
+            (tuple(v.obj if isinstance(v, Jsonb) else v for v in spec.row(e, 3, 7 + i)))
+            for i, e in enumerate(evs)
+        )
+        with engine.connect() as connection:
+            stored = connection.execute(
+                text(f"SELECT {', '.join(spec.column_names)} FROM {spec.name}")
+            ).all()
+        assert sorted(tuple(r) for r in stored) == expected, spec.name
+    engine.dispose()
