@@ -3,6 +3,9 @@ database of its own."""
 
 from __future__ import annotations
 
+import importlib.util
+from types import ModuleType
+
 import msgspec
 from psycopg.types.json import Jsonb
 from sqlalchemy import create_engine, pool, text
@@ -13,7 +16,7 @@ from apex_stream.sink import migrations
 from apex_stream.sink.rows import TABLES
 from apex_stream.sink.writer import write
 
-HEAD = "0003"
+HEAD = "0004"
 EVENT_TABLES = ("price_ticks", "opportunities", "predictions", "outcomes", "model_versions")
 
 
@@ -92,6 +95,43 @@ def test_migrations_upgrade_and_downgrade_on_empty_and_populated_databases(datab
     assert not set(EVENT_TABLES) & tables(database)
     migrations.upgrade(database, quiet=True)
     assert count(database, "opportunities") == 0
+
+
+def migration(name: str) -> ModuleType:
+    """A migration script as a module (their file names are not importable)."""
+    path = next((migrations.MIGRATIONS / "versions").glob(f"{name}_*.py"))
+    spec = importlib.util.spec_from_file_location(f"migration_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_continuous_aggregates_are_the_views_on_timescaledb_and_absent_here(database: str) -> None:
+    """0004's continuous aggregates run exactly 0002's queries (TimescaleDB buckets), so the
+    analytics answer the same on both; on PostgreSQL 0004 leaves the views as they are."""
+    views = migration("0002").VIEWS.format(
+        minute="time_bucket('1 minute', time)", hour="time_bucket('1 hour', o.time)"
+    )
+    for name, (query, _) in migration("0004").AGGREGATES.items():
+        assert f"CREATE VIEW {name} AS{query};" in views
+
+    migrations.upgrade(database, quiet=True)
+    engine = create_engine(database, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        kinds = dict(
+            connection.execute(
+                text(
+                    "SELECT relname, relkind FROM pg_class WHERE relname IN "
+                    "('predictions_per_minute', 'outcomes_per_hour', 'token_summary_per_minute')"
+                )
+            ).all()
+        )
+    engine.dispose()
+    if migrations.current(database)[1] == "postgresql":
+        assert kinds == dict.fromkeys(kinds, "v") and len(kinds) == 3
+    migrations.downgrade(database, "0003", quiet=True)
+    migrations.upgrade(database, quiet=True)
 
 
 def test_copy_writer_is_idempotent_and_keeps_values(database: str) -> None:
