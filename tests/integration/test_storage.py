@@ -16,7 +16,7 @@ from apex_stream.sink import migrations
 from apex_stream.sink.rows import TABLES
 from apex_stream.sink.writer import write
 
-HEAD = "0004"
+HEAD = "0005"
 EVENT_TABLES = ("price_ticks", "opportunities", "predictions", "outcomes", "model_versions")
 
 
