@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -37,8 +36,6 @@ BACKOFF_S = (0.5, 30.0)
 #: errors of an unavailable database: SQLAlchemy's when connecting, psycopg's from a COPY
 #: that loses its connection midway
 DATABASE_ERRORS = (OperationalError, DBAPIError, psycopg.OperationalError)
-#: the GIL switch interval while the sink runs (see ``Sink.run``)
-SWITCH_INTERVAL_S = 0.0005
 #: each event class's rows in binary COPY form
 Rows = dict[type[Event], list[bytes]]
 
@@ -68,19 +65,11 @@ class Sink:
 
         Double-buffered: while one batch is written (its tables in parallel, one connection
         each, in threads that wait on the database without the GIL), the next is fetched and
-        encoded (in a thread, so the event loop keeps serving the consumer). Batches are
-        written and committed in order; at most two are held.
-
-        The writer threads wake many times per COPY (data flushed, result ready) and each time
-        must take the GIL back from the encoding thread, which CPython hands over only every
-        switch interval (5 ms by default); writes then took several times what the database
-        needed. The sink runs with a 0.5 ms interval (restored when it stops): about 30% more
-        rows/s (bench/sink.md).
+        encoded (in a thread, so the event loop keeps serving the consumer meanwhile). Batches
+        are written and committed in order; at most two are held.
         """
         await self.consumer.start()
         await self.producer.start()
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
         pending: tuple[dict[Any, int], Rows, asyncio.Task[None]] | None = None
         try:
             while not stop.is_set():
@@ -97,7 +86,6 @@ class Sink:
                 await self._finish(*pending, stop)
                 pending = None
         finally:
-            sys.setswitchinterval(switch_interval)
             if pending is not None:  # an error: the batch stays uncommitted
                 await asyncio.gather(pending[2], return_exceptions=True)
             await self.consumer.stop()

@@ -38,7 +38,13 @@ def write(engine: Engine, spec: TableSpec, rows: Sequence[bytes]) -> int:
                 copy.write(data)
             return len(rows)
     except psycopg.errors.UniqueViolation:
-        pass  # some rows are stored already: a redelivery
+        return write_staged(engine, spec, data)  # some rows are stored already: a redelivery
+
+
+def write_staged(engine: Engine, spec: TableSpec, data: bytes) -> int:
+    """The slow path: a COPY stream (``payload``) into a temporary staging table, then the
+    rows whose keys are not stored yet into the table; returns how many were new."""
+    columns = ", ".join(spec.column_names)
     stage = f"stage_{spec.name}"
     with engine.begin() as connection:
         cursor = connection.connection.driver_connection.cursor()
