@@ -3,8 +3,8 @@
 On PostgreSQL, 0001 gave every event table an index on ``(time DESC)`` besides its unique key
 ``(time, ...)``. A B-tree serves ranges and ordering in either direction, so the unique key
 already answers every ``time`` filter and sort (the analytics views group whole tables and use
-neither), while each index costs every COPY: without these four the database takes 20-30%
-more rows/s (bench/sink.md). The other indexes stay: ``(chain, token, time)`` and
+neither), while each index costs every COPY: without these four the database took 23-47%
+more rows/s, per table (bench/sink.md). The other indexes stay: ``(chain, token, time)`` and
 ``(route_id, time)`` serve per-token and per-route queries, ``opportunity_id`` the joins of
 outcomes with predictions. TimescaleDB's hypertables keep their default time index (not
 measured there). Downgrade recreates them.
