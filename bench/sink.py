@@ -56,6 +56,7 @@ HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 from pipeline import drop  # noqa: E402
 
+from tests.events import prediction_for  # noqa: E402
 from tests.integration.database import temporary_database  # noqa: E402
 
 BATCH = 20_000
@@ -76,19 +77,12 @@ def events(n: int, seed: int = 3) -> dict[type[Event], list[Any]]:
         PriceTick: [p for s in steps for p in s.prices],
         Opportunity: opportunities,
         Prediction: [
-            Prediction(
-                opportunity_id=o.opportunity_id,
-                route_id=o.route_id,
-                chain=o.chain,
-                score=0.6,
-                decision=True,
-                threshold=0.5,
-                strategy="weighted",
+            prediction_for(
+                o,
+                0.6,
                 model_scores={"xgboost": 0.6, "onnx": 0.5, "online": 0.7},
                 model_versions={"xgboost": "1.0.0", "onnx": "1.0.0", "online": "1.0.0"},
                 latency_ms=4.0,
-                opportunity_timestamp=o.timestamp,
-                timestamp=o.timestamp + 0.01,
                 feature_version=FEATURE_VERSION,
                 features=[None if rng.random() < 0.05 else rng.random() for _ in FEATURES],
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from apex_stream.events import Opportunity, Prediction
 
@@ -40,4 +41,26 @@ def opportunity(i: int, route: str, tokens: list[str], chain: str = "ethereum") 
         profit_usd=5.0,
         confidence_score=0.8,
         timestamp=time.time(),
+    )
+
+
+def prediction_for(o: Opportunity, score: float, **fields: Any) -> Prediction:
+    """A prediction of ``o`` with ``score`` (decision: above 0.5) by xgboost 1.0.0, made 10 ms
+    after it; ``fields`` replace any of these."""
+    return Prediction(
+        **{
+            "opportunity_id": o.opportunity_id,
+            "route_id": o.route_id,
+            "chain": o.chain,
+            "score": score,
+            "decision": score > 0.5,
+            "threshold": 0.5,
+            "strategy": "weighted",
+            "model_scores": {"xgboost": score},
+            "model_versions": {"xgboost": "1.0.0"},
+            "latency_ms": 3.0,
+            "opportunity_timestamp": o.timestamp,
+            "timestamp": o.timestamp + 0.01,
+        }
+        | fields
     )

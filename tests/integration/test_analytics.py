@@ -15,6 +15,7 @@ from apex_stream.sink import migrations
 from apex_stream.sink.analytics import run
 from apex_stream.sink.rows import TABLES
 from apex_stream.sink.writer import write
+from tests.events import prediction_for
 
 SINCE = datetime(2020, 1, 1, tzinfo=UTC)
 VERSIONS = ("1.0.0", "1.1.0")
@@ -35,18 +36,11 @@ def events(database: str) -> dict[type, list]:
     for o in opportunities:
         score = float(rng.random())
         predictions.append(
-            Prediction(
-                opportunity_id=o.opportunity_id,
-                route_id=o.route_id,
-                chain=o.chain,
-                score=score,
-                decision=score > 0.5,
-                threshold=0.5,
-                strategy="weighted",
-                model_scores={"xgboost": score},
+            prediction_for(
+                o,
+                score,
                 model_versions={"xgboost": VERSIONS[int(o.route_id[-1], 16) % 2]},
                 latency_ms=float(rng.gamma(2.0, 3.0)),
-                opportunity_timestamp=o.timestamp,
                 timestamp=o.timestamp + 0.005,
             )
         )

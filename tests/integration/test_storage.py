@@ -15,6 +15,7 @@ from apex_stream.simulator import MarketSimulator
 from apex_stream.sink import migrations
 from apex_stream.sink.rows import TABLES
 from apex_stream.sink.writer import write
+from tests.events import prediction_for
 
 HEAD = "0005"
 EVENT_TABLES = ("price_ticks", "opportunities", "predictions", "outcomes", "model_versions")
@@ -47,19 +48,9 @@ def simulated_events(n: int, *, features: bool = False) -> dict[type, list]:
         Outcome: [o for s in steps for o in s.outcomes],
     }
     events[Prediction] = [
-        Prediction(
-            opportunity_id=o.opportunity_id,
-            route_id=o.route_id,
-            chain=o.chain,
-            score=0.7,
-            decision=True,
-            threshold=0.5,
-            strategy="weighted",
-            model_scores={"xgboost": 0.7},
-            model_versions={"xgboost": "1.0.0"},
-            latency_ms=3.0,
-            opportunity_timestamp=o.timestamp,
-            timestamp=o.timestamp + 0.01,
+        prediction_for(
+            o,
+            0.7,
             feature_version="v1" if features and i % 3 else None,
             features=[0.5, None, -1e-300, i * 1.5] if features and i % 3 else [],
         )
