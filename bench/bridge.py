@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
+from procstat import cpu_ticks, machine_ticks, rss_mb
 
 if TYPE_CHECKING:
     from apex_stream.settings import Settings
@@ -167,23 +168,6 @@ async def clients(port: int, n: int) -> None:
 
 
 # -- the bridge process, the broker and the machine --------------------------------------------
-
-
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of a process, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) ticks of all CPUs."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(values) - values[3] - values[4], sum(values)
-
-
-def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
 def kafka_pid() -> int | None:

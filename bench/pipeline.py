@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,8 +37,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from apex_stream.events import Opportunity, Prediction, encode
 from apex_stream.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from apex_stream.simulator import MarketSimulator
 from apex_stream.topics import TopicAdmin
+from tests.integration.processes import stop_process  # noqa: E402
 
 HERE = Path(__file__).parent
 THROUGHPUT_N = int(os.environ.get("BENCH_N", "60000"))
@@ -118,12 +120,7 @@ def wait_for_prices(n: int, timeout: float = 120) -> None:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
     left = subprocess.run(
         ["pgrep", "-f", "apex_stream.cli worker"], capture_output=True, text=True
     ).stdout.split()

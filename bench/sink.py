@@ -25,7 +25,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -55,9 +54,11 @@ from apex_stream.topics import TopicAdmin, load_specs
 HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 from pipeline import drop  # noqa: E402
+from procstat import cpu_ticks, machine_ticks  # noqa: E402
 
 from tests.events import prediction_for  # noqa: E402
 from tests.integration.database import temporary_database  # noqa: E402
+from tests.integration.processes import stop_process  # noqa: E402
 
 BATCH = 20_000
 OPPORTUNITIES = int(os.environ.get("BENCH_OPPORTUNITIES", "100000"))
@@ -213,15 +214,6 @@ def start_sink(settings: Settings, url: str, log: Path) -> subprocess.Popen[byte
     )
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 class Offsets:
     """The log end offsets of the sink's topics and the sink group's committed offsets."""
 
@@ -251,18 +243,6 @@ class Offsets:
     async def committed(self) -> dict[Any, int]:
         found = await self.admin.list_consumer_group_offsets(self.group)
         return {tp: found[tp].offset if tp in found else 0 for tp in self.partitions}
-
-
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of a process (all its threads), in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) ticks of all CPUs."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(values) - values[3] - values[4], sum(values)
 
 
 def processes(*needles: bytes) -> list[int]:
