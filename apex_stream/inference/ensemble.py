@@ -115,9 +115,17 @@ def voting_config(settings: Settings, manifest: Manifest) -> VotingConfig:
     )
 
 
-def _means(entry: ModelEntry) -> np.ndarray:
+def training_means(entry: ModelEntry) -> np.ndarray:
     """The member's training means, which replace missing features before it scores."""
     return np.array(entry.params["impute"], dtype=np.float64)
+
+
+def load_member(registry: Registry, entry: ModelEntry, *, device: str, threads: int) -> Model:
+    """One version of a file member (checksum and feature version verified on loading)."""
+    data = registry.load_bytes(entry)
+    if entry.name == "xgboost":
+        return XGBoostMember(data, entry.version, device=device, threads=threads)
+    return OnnxMember(data, entry.version, device=device, threads=threads)
 
 
 class Ensemble:
@@ -137,17 +145,12 @@ class Ensemble:
         reusable = previous.arms if previous else []
         loaded = {(m.name, m.version): m for a in reusable for m in a.models}
 
+        threads = {"xgboost": settings.xgboost_threads, "onnx": settings.onnx_threads}
+
         def load(entry: ModelEntry) -> Model:
             if (entry.name, entry.version) in loaded:  # versions are immutable once registered
                 return loaded[entry.name, entry.version]
-            data = registry.load_bytes(entry)
-            if entry.name == "xgboost":
-                return XGBoostMember(
-                    data, entry.version, device=settings.device, threads=settings.xgboost_threads
-                )
-            return OnnxMember(
-                data, entry.version, device=settings.device, threads=settings.onnx_threads
-            )
+            return load_member(registry, entry, device=settings.device, threads=threads[entry.name])
 
         self.arms: list[Arms] = []
         for name in FILE_MEMBERS:
@@ -156,7 +159,7 @@ class Ensemble:
                 Arms(
                     name,
                     tuple(load(e) for e in serving),
-                    tuple(_means(e) for e in serving),
+                    tuple(training_means(e) for e in serving),
                     tuple(e.traffic for e in serving),
                 )
             )
@@ -164,7 +167,7 @@ class Ensemble:
         if online is None or online.version != online_entry.version:
             online = OnlineLearner.restore(registry.load_bytes(online_entry))
         self.online = online
-        self.online_means = _means(online_entry)
+        self.online_means = training_means(online_entry)
         self.voting = voting_config(settings, manifest)
 
     @property

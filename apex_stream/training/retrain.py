@@ -24,6 +24,7 @@ from sqlalchemy import Engine, text
 
 from ..errors import ApexStreamError
 from ..features import FEATURE_VERSION, FEATURES, impute
+from ..inference.ensemble import load_member, training_means
 from ..inference.onnx_member import OnnxMember
 from ..inference.registry import Manifest, ModelEntry, Registry, now_iso
 from ..inference.xgb_member import XGBoostMember
@@ -130,10 +131,8 @@ def retrain(
         comparison = {}
         for name, model in candidates.items():
             active = registry.active(name)
-            current = (XGBoostMember if name == "xgboost" else OnnxMember)(
-                registry.load_bytes(active), active.version, device="cpu"
-            )
-            old_means = np.array(active.params["impute"])
+            current = load_member(registry, active, device="cpu", threads=1)
+            old_means = training_means(active)
             comparison[name] = {
                 "active": classification_metrics(
                     test.y, current.predict(impute(raw_tail, old_means)), threshold
