@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 import faust
+from aiokafka.admin import NewTopic
 
 from .deadletter import dead_letter
 from .events import DeadLetter, Event, encode
@@ -94,6 +95,29 @@ class Pipeline:
             recovery_buffer_size=1,
             use_partitioner=True,
         )
+
+    def internal_topics(self) -> list[NewTopic]:
+        """Faust's own topics, as Faust would declare them: the tables' compacted changelogs
+        and the leader assignor's topic.
+
+        The worker creates them before Faust starts (:func:`apex_stream.worker.run`): Faust
+        declares them itself but joins the group right after, and a global table's changelog
+        not yet in the broker's metadata then fails the group assignment, leaving the worker
+        running with no partitions.
+        """
+        conf = self.app.conf
+        topics = [table.changelog_topic for table in self.app.tables.values()]
+        topics.append(self.app._leader_assignor._leader_topic)
+        return [
+            NewTopic(
+                name=topic.get_topic_name(),
+                num_partitions=topic.partitions or conf.topic_partitions,
+                replication_factor=topic.replicas or conf.topic_replication_factor,
+                topic_configs=dict(topic.config or {})
+                | ({"cleanup.policy": "compact"} if topic.compacting else {}),
+            )
+            for topic in topics
+        ]
 
     async def send(self, events: Iterable[Event]) -> None:
         """Queue events to their topics. Delivery is confirmed one batch later (:meth:`settle`),

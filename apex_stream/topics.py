@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,7 @@ class TopicAdmin:
 
     async def create(self) -> list[str]:
         """Create the declared topics that are missing; returns the names created."""
-        existing = set(await self._admin.list_topics())
-        new = [
+        return await self.ensure(
             NewTopic(
                 name=self.settings.topic_name(spec.name),
                 num_partitions=spec.partitions,
@@ -102,8 +102,13 @@ class TopicAdmin:
                 topic_configs=spec.config,
             )
             for spec in self.specs.values()
-            if self.settings.topic_name(spec.name) not in existing
-        ]
+        )
+
+    async def ensure(self, topics: Iterable[NewTopic]) -> list[str]:
+        """Create those of ``topics`` that are missing and wait until every partition has a
+        leader; returns the names created."""
+        existing = set(await self._admin.list_topics())
+        new = [t for t in topics if t.name not in existing]
         if new:
             response = await self._admin.create_topics(new)
             errors = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
@@ -19,6 +20,7 @@ from .learning import agent as learning_agent
 from .learning.agent import Learning
 from .metrics import MODEL_REVISION, PROVIDER
 from .settings import Settings
+from .topics import TopicAdmin
 
 log = logging.getLogger("apex_stream.worker")
 
@@ -61,11 +63,22 @@ def attach_reload(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> Non
         await follow(settings, lambda: scorer.ensemble.revision, build, install)
 
 
+async def declare_internal_topics(pipeline: Pipeline) -> None:
+    """Create Faust's own topics and wait for their leaders (:meth:`Pipeline.internal_topics`)."""
+    async with TopicAdmin(pipeline.settings) as admin:
+        created = await admin.ensure(pipeline.internal_topics())
+    if created:
+        log.info("created Faust's topics %s", ", ".join(created))
+
+
 def run(settings: Settings) -> None:
     """Run a worker until interrupted (SIGINT/SIGTERM stop it cleanly)."""
     logging.basicConfig(level=settings.log_level)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # before the app exists, so Faust binds to it
     pipeline = build(settings)
-    worker = faust.Worker(pipeline.app, loglevel=settings.log_level.lower())
+    loop.run_until_complete(declare_internal_topics(pipeline))
+    worker = faust.Worker(pipeline.app, loop=loop, loglevel=settings.log_level.lower())
     # Faust's terminal spinner turns every DEBUG call into a log record (and a redraw) at
     # WARNING level: costly on the hot path, useless in a service
     worker.spinner = None

@@ -34,7 +34,9 @@ def running_command(
                     break
             except OSError:
                 pass
-            assert time.monotonic() < deadline, f"`apex-stream {command}` did not start"
+            assert time.monotonic() < deadline, (
+                f"`apex-stream {command}` not ready in {timeout} s:\n{log.read_text()[-3000:]}"
+            )
             time.sleep(0.3)
         yield proc
     finally:

@@ -47,15 +47,14 @@ def post(port: int, path: str, body: bytes) -> tuple[int, Any]:
 def running_worker(
     settings: Settings, port: int, log: Path, env: dict[str, str] | None = None
 ) -> AbstractContextManager[subprocess.Popen[bytes]]:
-    """A worker process (``env`` added to :func:`worker_env`), ready (its web server answers);
-    stopped with SIGTERM afterwards."""
-    return running_command(
-        "worker",
-        worker_env(settings, port) | (env or {}),
-        log,
-        lambda: bool(get(port, "/health")),
-        90,
-    )
+    """A worker process (``env`` added to :func:`worker_env`), ready (it holds partitions and
+    has recovered its tables); stopped with SIGTERM afterwards."""
+
+    def ready() -> bool:
+        health = get(port, "/health")
+        return bool(health["assigned"]) and health["recovered"]
+
+    return running_command("worker", worker_env(settings, port) | (env or {}), log, ready, 90)
 
 
 async def collect(settings: Settings, topic: str, want: int, timeout: float) -> list[Any]:
