@@ -6,29 +6,48 @@ and the tables' unique keys make the redelivery that follows a crash add nothing
 database is down or slow, the consumer pauses its partitions (memory stays at two batches: the
 one being written and the next, already encoded), retries with exponential backoff, says so in
 the log and on the alerts topic, and resumes.
+
+A message that cannot be stored goes to the dead-letter topic with its reason, and every other
+row of its batch is written: an event the table's types cannot hold (a timestamp out of
+range) or a row the database rejects (a NUL byte in a text). Invalid events are not stored;
+the worker dead-letters them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable
-from typing import Any
+from dataclasses import dataclass, field
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from ..deadletter import dead_letter
 from ..errors import InvalidEvent
-from ..events import Alert, Event, Opportunity, Outcome, Prediction, PriceTick, decode, encode
+from ..events import (
+    Alert,
+    DeadLetter,
+    Event,
+    Opportunity,
+    Outcome,
+    Prediction,
+    PriceTick,
+    decode,
+    encode,
+)
+from ..metrics import DEAD_LETTERS
 from ..settings import Settings
 from .rows import TABLES
-from .writer import write
+from .writer import write_rejecting
 
 log = logging.getLogger("apex_stream.sink")
 SINK_EVENTS: tuple[type[Event], ...] = (PriceTick, Opportunity, Prediction, Outcome)
@@ -36,8 +55,23 @@ BACKOFF_S = (0.5, 30.0)
 #: errors of an unavailable database: SQLAlchemy's when connecting, psycopg's from a COPY
 #: that loses its connection midway
 DATABASE_ERRORS = (OperationalError, DBAPIError, psycopg.OperationalError)
-#: each event class's rows in binary COPY form
-Rows = dict[type[Event], list[bytes]]
+#: what encoding raises for a valid event that a column cannot hold (an out-of-range number)
+UNSTORABLE = (struct.error, OverflowError, ValueError)
+#: per event class, the rows the database rejected: their index with its reason
+Rejected = dict[type[Event], dict[int, str]]
+
+
+@dataclass
+class Batch:
+    """One fetch, ready to write: each table's rows (binary COPY) with the messages they came
+    from, the dead letters of events no row can hold, and the offsets to commit after."""
+
+    offsets: dict[TopicPartition, int]
+    rows: dict[type[Event], list[bytes]] = field(default_factory=lambda: defaultdict(list))
+    sources: dict[type[Event], list[ConsumerRecord]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    dead: list[DeadLetter] = field(default_factory=list)
 
 
 class Sink:
@@ -59,6 +93,7 @@ class Sink:
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
         self.written: dict[str, int] = defaultdict(int)
         self.invalid = 0
+        self.dead_lettered = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and write until ``stop`` is set; commits what was written.
@@ -70,73 +105,74 @@ class Sink:
         """
         await self.consumer.start()
         await self.producer.start()
-        pending: tuple[dict[Any, int], Rows, asyncio.Task[None]] | None = None
+        pending: tuple[Batch, asyncio.Task[Rejected]] | None = None
         try:
             while not stop.is_set():
-                batches = await self._fetch()
-                offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items()}
-                rows = await asyncio.to_thread(self._rows, batches)
-                del batches  # the messages are not kept while the batch is written
+                batch = await asyncio.to_thread(self._encode, await self._fetch())
                 if pending is not None:
                     await self._finish(*pending, stop)
                     pending = None
-                if offsets:
-                    pending = (offsets, rows, asyncio.create_task(self._write(rows)))
+                if batch.offsets:
+                    pending = (batch, asyncio.create_task(self._write(batch)))
             if pending is not None:
                 await self._finish(*pending, stop)
                 pending = None
         finally:
             if pending is not None:  # an error: the batch stays uncommitted
-                await asyncio.gather(pending[2], return_exceptions=True)
+                await asyncio.gather(pending[1], return_exceptions=True)
             await self.consumer.stop()
             await self.producer.stop()
             self.engine.dispose()
 
-    async def _fetch(self) -> dict[Any, list[Any]]:
+    async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord]]:
         return await self.consumer.getmany(timeout_ms=200, max_records=self.batch_records)
 
-    def _rows(self, batches: dict[Any, list[Any]]) -> Rows:
+    def _encode(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> Batch:
         """Each table's rows, encoded for binary COPY."""
-        rows: Rows = defaultdict(list)
-        for tp, messages in batches.items():
+        batch = Batch({tp: messages[-1].offset + 1 for tp, messages in fetched.items()})
+        for tp, messages in fetched.items():
             cls = self.by_topic[tp.topic]
-            encode, out, partition = TABLES[cls].encode, rows[cls], tp.partition
+            encode, rows, sources = TABLES[cls].encode, batch.rows[cls], batch.sources[cls]
             for m in messages:
                 try:
-                    out.append(encode(decode(m.value, cls), partition, m.offset))
+                    rows.append(encode(decode(m.value, cls), tp.partition, m.offset))
                 except InvalidEvent:
                     self.invalid += 1  # the worker dead-letters invalid input; not stored
-        return rows
+                except UNSTORABLE as exc:
+                    batch.dead.append(dead_letter(m, f"cannot be stored: {exc}"))
+                else:
+                    sources.append(m)
+        return batch
 
-    async def _write(self, rows: Rows) -> None:
-        """Write each table's rows in a thread of its own; raises the first failure once all
-        are done (a retry then rewrites every table: what was committed adds nothing)."""
+    async def _write(self, batch: Batch) -> Rejected:
+        """Write each table's rows in a thread of its own, leaving out the rows the database
+        rejects; raises the first failure once all are done (a retry then rewrites every
+        table: what was committed adds nothing)."""
+        tables = [cls for cls, rows in batch.rows.items() if rows]
         results = await asyncio.gather(
             *(
-                asyncio.to_thread(write, self.engine, TABLES[cls], batch)
-                for cls, batch in rows.items()
-                if batch
+                asyncio.to_thread(write_rejecting, self.engine, TABLES[cls], batch.rows[cls])
+                for cls in tables
             ),
             return_exceptions=True,
         )
-        for result in results:
+        rejected: Rejected = {}
+        for cls, result in zip(tables, results, strict=True):
             if isinstance(result, BaseException):
                 raise result
+            rejected[cls] = result
+        return rejected
 
     async def _finish(
-        self,
-        offsets: dict[Any, int],
-        rows: Rows,
-        first_try: asyncio.Task[None],
-        stop: asyncio.Event,
+        self, batch: Batch, first_try: Awaitable[Rejected], stop: asyncio.Event
     ) -> None:
-        """Await a batch's write (retrying while the database is unavailable), then commit
-        its offsets."""
+        """Await a batch's write (retrying while the database is unavailable), dead-letter
+        what could not be stored, then commit its offsets."""
         delay, paused, since = BACKOFF_S[0], False, time.monotonic()
-        attempt: Awaitable[None] = first_try
+        attempt = first_try
         while True:
             try:
-                await attempt
+                rejected = await attempt
                 break
             except DATABASE_ERRORS as exc:
                 if not paused:
@@ -150,11 +186,18 @@ class Sink:
                 if stop.is_set():
                     raise  # leave the batch uncommitted: it is redelivered next time
                 delay = min(delay * 2, BACKOFF_S[1])
-                attempt = self._write(rows)
-        for cls, batch in rows.items():
-            self.written[TABLES[cls].name] += len(batch)
+                attempt = self._write(batch)
+        dead = batch.dead + [
+            dead_letter(batch.sources[cls][i], f"rejected by the database: {reason}")
+            for cls, reasons in rejected.items()
+            for i, reason in reasons.items()
+        ]
+        if dead:
+            await self._dead_letter(dead)
+        for cls, rows in batch.rows.items():
+            self.written[TABLES[cls].name] += len(rows) - len(rejected.get(cls, ()))
         try:
-            await self.consumer.commit(offsets)
+            await self.consumer.commit(batch.offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # the group rebalanced meanwhile: the partitions' next owner reads these messages
             # again from the last committed offsets, and their rows' keys make that add nothing
@@ -162,6 +205,23 @@ class Sink:
         if paused:
             self.consumer.resume(*self.consumer.assignment())
             log.warning("database back after %.1fs; sink resumed", time.monotonic() - since)
+
+    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        """Send dead letters and wait until the broker has them (before the commit)."""
+        topic = self.settings.topic_name(DeadLetter.topic)
+        sent = [await self.producer.send(topic, encode(d), key=d.key()) for d in letters]
+        await asyncio.gather(*sent)
+        for letter in letters:
+            DEAD_LETTERS.labels(letter.source_topic).inc()
+        self.dead_lettered += len(letters)
+        log.warning(
+            "%d messages not stored, dead-lettered (first: %s at %s[%d]@%d)",
+            len(letters),
+            letters[0].reason,
+            letters[0].source_topic,
+            letters[0].partition,
+            letters[0].offset,
+        )
 
     async def _alert(self, reason: str, down_for: float) -> None:
         alert = Alert(

@@ -8,6 +8,10 @@ already there (and duplicates within the batch). Redelivery is rare (after a cra
 rebalance), so nearly every batch costs one COPY; either way a message never adds a second
 row. The COPY into the table takes the database 35-45% less time than the staging path
 (bench/sink.md).
+
+A row the database rejects (bad data such as a NUL byte in a text, not a lost connection)
+fails its whole COPY; :func:`write_rejecting` then finds such rows by bisection, writes the
+others and returns the rejected ones with the database's reason.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ import psycopg
 from sqlalchemy import Engine
 
 from .rows import COPY_HEADER, COPY_TRAILER, TableSpec
+
+#: the database refuses a row's data: class 22 (data exception) or 23 (integrity violation;
+#: the unique keys' violation is the redelivery that :func:`write` absorbs)
+REJECTED = (psycopg.DataError, psycopg.IntegrityError)
 
 
 def payload(rows: Sequence[bytes]) -> bytes:
@@ -58,3 +66,21 @@ def write_staged(engine: Engine, spec: TableSpec, data: bytes) -> int:
             "ON CONFLICT DO NOTHING"
         )
         return cursor.rowcount
+
+
+def write_rejecting(
+    engine: Engine, spec: TableSpec, rows: Sequence[bytes], first: int = 0
+) -> dict[int, str]:
+    """:func:`write`, leaving out the rows the database rejects, found by bisection (each
+    half written costs one more COPY and transaction). Returns the rejected rows' indexes
+    (counted from ``first``) with the database's reason."""
+    try:
+        write(engine, spec, rows)
+        return {}
+    except REJECTED as exc:
+        if len(rows) == 1:
+            return {first: " ".join(line.strip() for line in str(exc).splitlines())}
+    middle = len(rows) // 2
+    return write_rejecting(engine, spec, rows[:middle], first) | write_rejecting(
+        engine, spec, rows[middle:], first + middle
+    )

@@ -10,17 +10,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from sqlalchemy import create_engine, pool, text
 
 from apex_stream.client import EventProducer
-from apex_stream.events import Alert, Prediction, decode
+from apex_stream.events import Alert, DeadLetter, Prediction, decode, encode
 from apex_stream.services.postgres import PostgresService
 from apex_stream.settings import Settings
 from apex_stream.simulator import MarketSimulator
 from apex_stream.sink import migrations
 from apex_stream.sink.agent import Sink
 from apex_stream.topics import TopicAdmin
+from tests.events import prediction_for
 from tests.integration.worker import collect, running_worker
 
 pytestmark = pytest.mark.slow
@@ -141,3 +143,40 @@ async def test_sink_survives_a_database_outage(
     assert counts(url) == expected
     alerts = [decode(m.value, Alert) for m in await collect(settings, "alerts", 1, timeout=10)]
     assert alerts and alerts[0].kind == "sink-database" and alerts[0].severity == "critical"
+
+
+async def test_rows_that_cannot_be_stored_are_dead_lettered_and_the_rest_written(
+    settings: Settings, database: str
+) -> None:
+    migrations.upgrade(database, quiet=True)
+    steps = list(MarketSimulator(15, start_time=time.time() - 120).run(opportunities=300))
+    prices = [p for s in steps for p in s.prices]
+    opportunities = [o for s in steps for o in s.opportunities]
+    good = [prediction_for(o, 0.7) for o in opportunities]
+    bad = [
+        # the database rejects these: a NUL byte in a text, \u0000 in a jsonb
+        msgspec.structs.replace(prices[0], token="WE\x00TH"),
+        prediction_for(opportunities[0], 0.7, model_versions={"xgboost": "1\x00"}),
+        # valid events, but no timestamptz holds this time
+        prediction_for(opportunities[1], 0.7, timestamp=1e300),
+    ]
+    async with TopicAdmin(settings) as admin:
+        await admin.create()
+    async with EventProducer(settings) as producer:
+        await producer.send_many([*prices, *bad, *good])
+    expected = {
+        "price_ticks": len(prices),
+        "opportunities": 0,
+        "predictions": len(good),
+        "outcomes": 0,
+    }
+    sink = await sink_until(settings, database, expected, timeout=60)
+    assert counts(database) == expected and sink.dead_lettered == len(bad)
+    letters = [decode(m.value, DeadLetter) for m in await collect(settings, "dead-letters", 3, 10)]
+    reasons = {(d.source_topic.split(".")[-1], d.reason.split(":")[0]) for d in letters}
+    assert reasons == {
+        ("prices", "rejected by the database"),
+        ("predictions", "rejected by the database"),
+        ("predictions", "cannot be stored"),
+    }
+    assert sorted(d.payload for d in letters) == sorted(encode(e).decode() for e in bad)
