@@ -14,6 +14,7 @@ null flag, element type oid, length, lower bound) then their elements as fields.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,12 +91,24 @@ _FLOAT8 = struct.Struct(">id").pack
 _NULL = _int4(-1)
 
 
+@functools.cache
+def _float8_array_of(n: int) -> Callable[..., bytes]:
+    """Packs a whole float8[] field of ``n`` elements, none NULL, from its header's values and
+    the elements' (length, value) pairs: one ``struct`` call for the array."""
+    return struct.Struct(">6i" + "id" * n).pack
+
+
 def _float8_array(values: list[float | None]) -> bytes:
     """A float8[] field; an empty list is NULL (no features recorded)."""
-    if not values:
+    n = len(values)
+    if not n:
         return _NULL
-    header = struct.pack(">iiiii", 1, None in values, FLOAT8_OID, len(values), 1)
-    return _field(header + b"".join([_NULL if v is None else _FLOAT8(8, v) for v in values]))
+    if None in values:
+        header = struct.pack(">iiiii", 1, 1, FLOAT8_OID, n, 1)
+        return _field(header + b"".join([_NULL if v is None else _FLOAT8(8, v) for v in values]))
+    pairs = [8] * (2 * n)
+    pairs[1::2] = values
+    return _float8_array_of(n)(20 + 12 * n, 1, 0, FLOAT8_OID, n, 1, *pairs)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def simulated_events(n: int, *, features: bool = False) -> dict[type, list]:
             o,
             0.7,
             feature_version="v1" if features and i % 3 else None,
-            features=[0.5, None, -1e-300, i * 1.5] if features and i % 3 else [],
+            features=[0.5, None if i % 2 else 0.25, -1e-300, i * 1.5] if features and i % 3 else [],
         )
         for i, o in enumerate(events[Opportunity])
     ]
