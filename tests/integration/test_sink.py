@@ -180,3 +180,37 @@ async def test_rows_that_cannot_be_stored_are_dead_lettered_and_the_rest_written
         ("predictions", "cannot be stored"),
     }
     assert sorted(d.payload for d in letters) == sorted(encode(e).decode() for e in bad)
+
+
+async def test_two_sinks_in_one_group_share_the_partitions_and_store_everything_once(
+    settings: Settings, database: str
+) -> None:
+    migrations.upgrade(database, quiet=True)
+    async with TopicAdmin(settings) as admin:
+        await admin.create()
+    group = own_group(settings).model_copy(update={"database_url": database})
+    sinks = [Sink(group, batch_records=1_000) for _ in range(2)]
+    stops = [asyncio.Event() for _ in sinks]
+    tasks = [asyncio.create_task(s.run(stop)) for s, stop in zip(sinks, stops, strict=True)]
+    deadline = time.monotonic() + 60
+    while not all(s.consumer.assignment() for s in sinks) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert all(s.consumer.assignment() for s in sinks), "each sink holds partitions"
+
+    async def stored(sent: dict[str, int]) -> None:
+        expected = {TABLE_OF[t]: n for t, n in sent.items()} | {"predictions": 0}
+        deadline = time.monotonic() + 120
+        while counts(database) != expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        assert counts(database) == expected
+
+    sent = await produced(settings, 10_000, seed=16)
+    await stored(sent)
+    assert all(sum(s.written.values()) > 0 for s in sinks)
+    # one leaves: the group rebalances and the other takes its partitions over
+    stops[1].set()
+    await tasks[1]
+    more = await produced(settings, 5_000, seed=17)
+    await stored({t: sent[t] + more[t] for t in sent})
+    stops[0].set()
+    await tasks[0]
