@@ -270,11 +270,12 @@ def total_ticks(pids: list[int]) -> int:
 
 
 class Cpu:
-    """CPU ticks of the sink process, of the PostgreSQL processes serving it (its database's
-    backends and the WAL writer, checkpointer and background writer) and of the broker."""
+    """CPU ticks of the sink processes, of the PostgreSQL processes serving them (their
+    database's backends and the WAL writer, checkpointer and background writer) and of the
+    broker."""
 
-    def __init__(self, sink: int, database: str) -> None:
-        self.sink, self.database = sink, database.rsplit("/", 1)[1].encode()
+    def __init__(self, sinks: list[int], database: str) -> None:
+        self.sinks, self.database = sinks, database.rsplit("/", 1)[1].encode()
 
     def sample(self) -> dict[str, int]:
         busy, _ = machine_ticks()
@@ -285,7 +286,7 @@ class Cpu:
             b"postgres: background writer",
         )
         return {
-            "sink": total_ticks([self.sink]),
+            "sink": total_ticks(self.sinks),
             "postgres": total_ticks(postgres),
             "kafka": total_ticks(processes(b"kafka.Kafka")),
             "machine": busy,
@@ -335,11 +336,12 @@ def stage_shares(raw: Path, seconds: float, rate: int) -> dict[str, Any]:
 async def drain(
     all_events: dict[type[Event], list[Any]],
     profile: Path | None = None,
+    copies: int = 1,
 ) -> tuple[float, dict[str, float], float]:
-    """The sink process draining the events from Kafka: rows/s and the cores used by it, by
-    PostgreSQL and by the broker, between 10% and 90% of the rows committed; with py-spy
-    recording up to PROFILE_S of it into ``profile`` when given (the third value: for how
-    long it recorded the sink at work)."""
+    """``copies`` sink processes in one group draining the events from Kafka: rows/s and
+    the cores used by them, by PostgreSQL and by the broker, between 10% and 90% of the rows
+    committed; with py-spy recording up to PROFILE_S of the first into ``profile`` when given
+    (the third value: for how long it recorded the sink at work)."""
     total = sum(len(v) for v in all_events.values())
     settings = Settings(
         topic_prefix=f"sinkbench{uuid.uuid4().hex[:6]}.", app_id=f"sinkbench{uuid.uuid4().hex[:6]}"
@@ -352,8 +354,9 @@ async def drain(
     samples: list[tuple[float, int, dict[str, int]]] = []
     spy, spied = None, 0.0
     with migrated_database() as url:
-        sink = start_sink(settings, url, HERE / ".sink.log")
-        cpu = Cpu(sink.pid, url)
+        sinks = [start_sink(settings, url, HERE / ".sink.log") for _ in range(copies)]
+        sink = sinks[0]
+        cpu = Cpu([s.pid for s in sinks], url)
         try:
             async with Offsets(settings) as offsets:
                 deadline = time.monotonic() + 600
@@ -374,7 +377,8 @@ async def drain(
         finally:
             if spy is not None:
                 spy.wait()
-            stop_process(sink)
+            for s in sinks:
+                stop_process(s)
     await drop(settings)
     if samples[-1][1] < total:
         raise RuntimeError(f"the sink stored {samples[-1][1]} of {total} rows; see .sink.log")
@@ -402,6 +406,9 @@ async def sink_rate(all_events: dict[type[Event], list[Any]]) -> dict[str, Any]:
         print(f"    under py-spy: {rate:,.0f} rows/s, GIL held {busy:.0%} of the time", flush=True)
         for name, share in result["profile"]["stages"].items():
             print(f"    {share:6.1%}  {name}", flush=True)
+    rate, used, _ = await drain(all_events, copies=2)
+    print(f"    two sink processes in one group: {rate:,.0f} rows/s, cores {used}", flush=True)
+    result["two_processes"] = {"rows_per_s": rate, "cores": used}
     return result
 
 
@@ -517,6 +524,15 @@ def report() -> None:
         "PostgreSQL processes serving it {postgres}, the broker {kafka}; the whole machine "
         "{machine}.".format(cores=os.cpu_count(), **r["sink"]["cores"]),
     ]
+    two = r["sink"].get("two_processes")
+    if two:
+        lines += [
+            "",
+            f"Two sink processes in one consumer group on the same events: "
+            f"{two['rows_per_s']:,.0f} rows/s; cores in use: the sink processes "
+            "{sink}, PostgreSQL {postgres}, the broker {kafka}; the whole machine "
+            "{machine}.".format(**two["cores"]),
+        ]
     profile = r["sink"].get("profile")
     if profile:
         lines += [

@@ -158,7 +158,7 @@ async def run() -> dict[str, Any]:
         try:
             async with Offsets(settings) as offsets, Ages(settings, offsets.partitions) as ages:
                 lag = Lag()
-                cpu = Cpu(sink.pid, url)
+                cpu = Cpu([sink.pid], url)
                 await asyncio.sleep(5)  # the sink joins its group
                 producer = start_producer(settings, log)
                 began = time.monotonic()
