@@ -188,9 +188,9 @@ class Sink:
                 delay = min(delay * 2, BACKOFF_S[1])
                 attempt = self._write(batch)
         dead = batch.dead + [
-            dead_letter(batch.sources[cls][i], f"rejected by the database: {reason}")
-            for cls, reasons in rejected.items()
-            for i, reason in reasons.items()
+            dead_letter(batch.sources[cls][i], f"rejected by the database: {why}")
+            for cls, rows in rejected.items()
+            for i, why in rows.items()
         ]
         if dead:
             await self._dead_letter(dead)
