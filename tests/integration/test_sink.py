@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import create_engine, pool, text
 
 from apex_stream.client import EventProducer
@@ -21,7 +22,7 @@ from apex_stream.settings import Settings
 from apex_stream.simulator import MarketSimulator
 from apex_stream.sink import migrations
 from apex_stream.sink.agent import Sink
-from apex_stream.topics import TopicAdmin
+from apex_stream.topics import TopicAdmin, load_specs
 from tests.events import prediction_for
 from tests.integration.worker import collect, running_worker
 
@@ -99,11 +100,33 @@ async def test_fifty_thousand_events_stored_once_and_replay_adds_nothing(
     expected = {TABLE_OF[t]: n for t, n in sent.items()}
     first = await sink_until(settings, database, expected)
     assert counts(database) == expected
-    # offsets reset: a consumer group of its own reads every message again
-    replay = settings.model_copy(update={"app_id": f"{settings.app_id}-replay"})
-    again = await sink_until(replay, database, {}, timeout=20)
+    # the sink's group offsets reset to the beginning: it reads every message again
+    await reset_offsets(own_group(settings))
+    again = await sink_until(settings, database, {}, timeout=20)
     assert sum(again.written.values()) >= sum(first.written.values()) >= sum(sent.values())
     assert counts(database) == expected
+
+
+async def reset_offsets(settings: Settings) -> None:
+    """Commit the earliest offset of every partition of the sink's topics for the sink's
+    (empty) group, as `kafka-consumer-groups --reset-offsets --to-earliest` does."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"{settings.app_id}-sink",
+        enable_auto_commit=False,
+    )
+    specs = load_specs(settings.topics_dir)
+    partitions = [
+        TopicPartition(settings.topic_name(topic), p)
+        for topic in TABLE_OF
+        for p in range(specs[topic].partitions)
+    ]
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.commit(await consumer.beginning_offsets(partitions))
+    finally:
+        await consumer.stop()
 
 
 @pytest.fixture
