@@ -5,7 +5,8 @@ committed only after the database transaction that holds its rows, so a crash lo
 and the tables' unique keys make the redelivery that follows a crash add nothing. When the
 database is down or slow, the consumer pauses its partitions (memory stays at two batches: the
 one being written and the next, already encoded), retries with exponential backoff, says so in
-the log and on the alerts topic, and resumes.
+the log and on the alerts topic, and resumes. Every ``metrics_every_s`` it publishes a
+``sink`` message on the metrics topic (rows/s per table, backlog, dead letters, outage).
 
 A message that cannot be stored goes to the dead-letter topic with its reason, and every other
 row of its batch is written: an event the table's types cannot hold (a timestamp out of
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -37,6 +38,7 @@ from ..events import (
     Alert,
     DeadLetter,
     Event,
+    Metric,
     Opportunity,
     Outcome,
     Prediction,
@@ -94,6 +96,10 @@ class Sink:
         self.written: dict[str, int] = defaultdict(int)
         self.invalid = 0
         self.dead_lettered = 0
+        #: the next offset to read of each partition, as last committed
+        self.committed: dict[TopicPartition, int] = {}
+        #: when the current database outage began (monotonic), if one is going on
+        self.down_since: float | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and write until ``stop`` is set; commits what was written.
@@ -105,6 +111,7 @@ class Sink:
         """
         await self.consumer.start()
         await self.producer.start()
+        reporter = asyncio.create_task(self._report())
         pending: tuple[Batch, asyncio.Task[Rejected]] | None = None
         try:
             while not stop.is_set():
@@ -120,6 +127,8 @@ class Sink:
         finally:
             if pending is not None:  # an error: the batch stays uncommitted
                 await asyncio.gather(pending[1], return_exceptions=True)
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
             await self.consumer.stop()
             await self.producer.stop()
             self.engine.dispose()
@@ -177,7 +186,7 @@ class Sink:
             except DATABASE_ERRORS as exc:
                 if not paused:
                     self.consumer.pause(*self.consumer.assignment())
-                    paused = True
+                    paused, self.down_since = True, since
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 log.warning("database unavailable (%s); retrying in %.1fs", reason, delay)
                 await self._alert(reason, time.monotonic() - since)
@@ -198,12 +207,14 @@ class Sink:
             self.written[TABLES[cls].name] += len(rows) - len(rejected.get(cls, ()))
         try:
             await self.consumer.commit(batch.offsets)
+            self.committed |= batch.offsets
         except (CommitFailedError, IllegalStateError) as exc:
             # the group rebalanced meanwhile: the partitions' next owner reads these messages
             # again from the last committed offsets, and their rows' keys make that add nothing
             log.warning("offsets not committed (%s); they are read again", exc)
         if paused:
             self.consumer.resume(*self.consumer.assignment())
+            self.down_since = None
             log.warning("database back after %.1fs; sink resumed", time.monotonic() - since)
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
@@ -223,18 +234,59 @@ class Sink:
             letters[0].offset,
         )
 
+    async def _report(self) -> None:
+        """Publish the sink's figures every ``metrics_every_s``: rows written per second by
+        table since the last message, messages behind the committed offsets (``backlog``, of
+        the partitions that have committed), dead letters and invalid events so far, and for
+        how long the database has been down (0 when it is up)."""
+        every = self.settings.metrics_every_s
+        last, before = time.monotonic(), dict(self.written)
+        while True:
+            await asyncio.sleep(every)
+            now = time.monotonic()
+            values = {
+                f"rows_per_s.{table}": (n - before.get(table, 0)) / (now - last)
+                for table, n in self.written.items()
+            }
+            values |= {
+                "dead_lettered": float(self.dead_lettered),
+                "invalid": float(self.invalid),
+                "database_down_s": now - self.down_since if self.down_since else 0.0,
+            }
+            try:
+                values["backlog"] = float(await self._backlog())
+            except KafkaError as exc:
+                log.warning("sink backlog unknown: %s", exc)
+            last, before = now, dict(self.written)
+            await self._publish(Metric(source="sink", values=values))
+
+    async def _backlog(self) -> int:
+        """Messages past the committed offsets, over the assigned partitions that committed
+        (end offsets asked of the broker: paused partitions are not fetched in an outage)."""
+        partitions = [tp for tp in self.consumer.assignment() if tp in self.committed]
+        if not partitions:
+            return 0
+        ends = await self.consumer.end_offsets(partitions)
+        return sum(max(0, ends[tp] - self.committed[tp]) for tp in partitions)
+
     async def _alert(self, reason: str, down_for: float) -> None:
-        alert = Alert(
-            alert_id=uuid.uuid4().hex,
-            kind="sink-database",
-            severity="critical",
-            message=f"sink cannot write to the database: {reason}",
-            data={"down_for_s": round(down_for, 1)},
-            timestamp=time.time(),
+        await self._publish(
+            Alert(
+                alert_id=uuid.uuid4().hex,
+                kind="sink-database",
+                severity="critical",
+                message=f"sink cannot write to the database: {reason}",
+                data={"down_for_s": round(down_for, 1)},
+                timestamp=time.time(),
+            )
         )
+
+    async def _publish(self, event: Event) -> None:
+        """Queue an alert or metrics message; a failure is logged, never raised (neither may
+        stop the sink)."""
         try:
             await self.producer.send(
-                self.settings.topic_name(alert.topic), encode(alert), key=alert.key()
+                self.settings.topic_name(event.topic), encode(event), key=event.key()
             )
-        except Exception:  # noqa: BLE001 - an alert must never stop the retry loop
-            log.exception("could not publish the sink alert")
+        except Exception:  # noqa: BLE001 - reporting must never stop the sink
+            log.exception("could not publish %s", type(event).__name__)

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import create_engine, pool, text
 
 from apex_stream.client import EventProducer
-from apex_stream.events import Alert, DeadLetter, Prediction, decode, encode
+from apex_stream.events import Alert, DeadLetter, Metric, Prediction, decode, encode
 from apex_stream.services.postgres import PostgresService
 from apex_stream.settings import Settings
 from apex_stream.simulator import MarketSimulator
@@ -147,7 +147,8 @@ async def test_sink_survives_a_database_outage(
     service, url = private_postgres
     migrations.upgrade(url, quiet=True)
     stop = asyncio.Event()
-    sink = Sink(own_group(settings).model_copy(update={"database_url": url}), batch_records=500)
+    update = {"database_url": url, "metrics_every_s": 0.5}
+    sink = Sink(own_group(settings).model_copy(update=update), batch_records=500)
     task = asyncio.create_task(sink.run(stop))
     sent = await produced(settings, 3_000, seed=13)
     while sum(sink.written.values()) == 0:
@@ -161,11 +162,20 @@ async def test_sink_survives_a_database_outage(
     deadline = time.monotonic() + 120
     while counts(url) != expected and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
+    await asyncio.sleep(1.5)  # three more metrics messages, after the outage
     stop.set()
     await task
     assert counts(url) == expected
     alerts = [decode(m.value, Alert) for m in await collect(settings, "alerts", 1, timeout=10)]
     assert alerts and alerts[0].kind == "sink-database" and alerts[0].severity == "critical"
+    # the sink's metrics said so too: the outage, and rows written before and after it
+    metrics = [decode(m.value, Metric) for m in await collect(settings, "metrics", 10, 10)]
+    sink_metrics = [m.values for m in metrics if m.source == "sink"]
+    down = [v["database_down_s"] for v in sink_metrics]
+    assert max(down) >= 2 and down[-1] == 0
+    # what arrived during the outage waited, counted, and was written once it ended
+    assert max(v["backlog"] for v in sink_metrics if v["database_down_s"]) > 0
+    assert any(m.values.get("rows_per_s.price_ticks", 0) > 0 for m in metrics)
 
 
 async def test_rows_that_cannot_be_stored_are_dead_lettered_and_the_rest_written(
