@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     lifecycle_interval_s: float = Field(default=30.0, gt=0)
     ab_min_samples: int = Field(default=200, ge=1)
     ab_alpha: float = Field(default=0.01, gt=0, lt=1)
+    ab_effect_sd: float = Field(default=0.05, gt=0, lt=1)
     retrain_min_samples: int = Field(default=20_000, ge=100)
     retrain_min_interval_s: float = Field(default=6 * 3600.0, ge=0)
     retrain_window: int = Field(default=200_000, ge=100)

@@ -163,6 +163,7 @@ class Controller:
             Arm(label(candidate), b.wins, b.trades),
             min_samples=self.settings.ab_min_samples,
             alpha=self.settings.ab_alpha,
+            effect_sd=self.settings.ab_effect_sd,
         )
         figures = {"control": a.summary(), "candidate": b.summary()}
         await self.send(
@@ -208,6 +209,7 @@ class Controller:
                         "z": decision.z,
                         "p_value": decision.p_value,
                         "alpha": self.settings.ab_alpha,
+                        "effect_sd": self.settings.ab_effect_sd,
                         "min_samples": self.settings.ab_min_samples,
                         "control": control,
                         "candidate": candidate,

@@ -17,7 +17,7 @@ import xgboost as xgb
 from apex_stream.features import FEATURES, impute
 from apex_stream.inference.ensemble import Ensemble
 from apex_stream.inference.registry import ModelError, Registry, validate
-from apex_stream.lifecycle.abtest import Arm, assign, decide, two_proportion_z
+from apex_stream.lifecycle.abtest import Arm, assign, decide, sequential_p, two_proportion_z
 from apex_stream.lifecycle.controller import ArmFigures
 from apex_stream.settings import Settings
 from apex_stream.training.retrain import next_version
@@ -40,27 +40,72 @@ def test_assignment_is_sticky_and_follows_the_split() -> None:
 
 def test_two_proportion_z_matches_a_hand_computed_case() -> None:
     # 50/100 vs 65/100: pooled 0.575, se = sqrt(0.575 * 0.425 * (1/100 + 1/100)) = 0.069911
-    z, p = two_proportion_z(Arm("a", 50, 100), Arm("b", 65, 100))
+    z, se = two_proportion_z(Arm("a", 50, 100), Arm("b", 65, 100))
+    assert se == pytest.approx(0.069911, rel=1e-4)
     assert z == pytest.approx(0.15 / 0.069911, rel=1e-4)
-    assert p == pytest.approx(math.erfc(z / math.sqrt(2)))
-    assert p == pytest.approx(0.0319, abs=5e-4)
-    z_back, p_back = two_proportion_z(Arm("b", 65, 100), Arm("a", 50, 100))
-    assert z_back == pytest.approx(-z) and p_back == pytest.approx(p)
-    assert two_proportion_z(Arm("a", 0, 0), Arm("b", 5, 10)) == (0.0, 1.0)
-    assert two_proportion_z(Arm("a", 10, 10), Arm("b", 10, 10)) == (0.0, 1.0)
+    z_back, se_back = two_proportion_z(Arm("b", 65, 100), Arm("a", 50, 100))
+    assert z_back == pytest.approx(-z) and se_back == se
+    assert two_proportion_z(Arm("a", 0, 0), Arm("b", 5, 10)) == (0.0, 0.0)
+    assert two_proportion_z(Arm("a", 10, 10), Arm("b", 10, 10)) == (0.0, 0.0)
+
+
+def test_sequential_p_matches_a_hand_computed_case() -> None:
+    # se 0.02, tau 0.05: s2 = 0.0004, t2 = 0.0025; z = 4:
+    # log L = 0.5 ln(0.0004 / 0.0029) + 16 * 0.0025 / (2 * 0.0029) = -0.99050 + 6.89655
+    assert sequential_p(4.0, 0.02, 0.05) == pytest.approx(math.exp(-5.90605), rel=1e-4)
+    assert sequential_p(-4.0, 0.02, 0.05) == sequential_p(4.0, 0.02, 0.05)  # two-sided
+    assert sequential_p(0.5, 0.02, 0.05) == 1.0  # ratio below 1
+    assert sequential_p(3.0, 0.0, 0.05) == 1.0
+
+
+def looks(rate_a: float, rate_b: float, runs: int, seed: int) -> tuple[np.ndarray, ...]:
+    """``runs`` simulated A/B tests on an 80/20 split, looked at every 25 candidate trades from
+    100 to 2,000: each look's wins and trades per arm (runs x looks arrays)."""
+    rng = np.random.default_rng(seed)
+    n_b = np.arange(100, 2_001, 25)
+    n_a = 4 * n_b
+    wins_a = np.cumsum(rng.random((runs, n_a[-1])) < rate_a, axis=1)[:, n_a - 1]
+    wins_b = np.cumsum(rng.random((runs, n_b[-1])) < rate_b, axis=1)[:, n_b - 1]
+    return wins_a, n_a, wins_b, n_b
+
+
+def ever_significant(rate_a: float, rate_b: float, alpha: float, sequential: bool) -> float:
+    """Share of simulated tests whose p fell below ``alpha`` at some look."""
+    wins_a, n_a, wins_b, n_b = looks(rate_a, rate_b, runs=1_000, seed=7)
+    hits = 0
+    for run in range(len(wins_a)):
+        for look in range(len(n_a)):
+            a, b = Arm("a", wins_a[run, look], n_a[look]), Arm("b", wins_b[run, look], n_b[look])
+            z, se = two_proportion_z(a, b)
+            p = sequential_p(z, se, 0.05) if sequential else math.erfc(abs(z) / math.sqrt(2))
+            if p < alpha:
+                hits += 1
+                break
+    return hits / len(wins_a)
+
+
+def test_repeated_looks_keep_the_false_positive_rate_within_alpha() -> None:
+    # the same win rate in both arms, looked at 77 times: a fixed-sample z-test finds a
+    # "difference" in far more than 5% of the tests, the sequential p in fewer
+    assert ever_significant(0.6, 0.6, 0.05, sequential=False) > 0.2
+    assert ever_significant(0.6, 0.6, 0.05, sequential=True) <= 0.05
+    # and a real difference of 0.1 is still found, nearly always, within 2,000 trades
+    assert ever_significant(0.6, 0.7, 0.01, sequential=True) > 0.95
 
 
 @pytest.mark.parametrize(
     ("control", "candidate", "action"),
     [
-        (Arm("1.0.0", 500, 1000), Arm("1.1.0", 580, 1000), "promote"),  # z = 3.6
-        (Arm("1.0.0", 580, 1000), Arm("1.1.0", 500, 1000), "rollback"),
-        (Arm("1.0.0", 500, 1000), Arm("1.1.0", 510, 1000), "continue"),  # p = 0.65
+        (Arm("1.0.0", 500, 1000), Arm("1.1.0", 600, 1000), "promote"),  # z = 4.5, p = 1.3e-4
+        (Arm("1.0.0", 600, 1000), Arm("1.1.0", 500, 1000), "rollback"),
+        # z = 3.6 would pass a fixed-sample test at 0.01 (p = 3e-4), not the sequential one
+        (Arm("1.0.0", 500, 1000), Arm("1.1.0", 580, 1000), "continue"),
+        (Arm("1.0.0", 500, 1000), Arm("1.1.0", 510, 1000), "continue"),
         (Arm("1.0.0", 50, 100), Arm("1.1.0", 90, 100), "continue"),  # too few samples
     ],
 )
 def test_decisions(control: Arm, candidate: Arm, action: str) -> None:
-    decision = decide(control, candidate, min_samples=200, alpha=0.01)
+    decision = decide(control, candidate, min_samples=200, alpha=0.01, effect_sd=0.05)
     assert decision.action == action
     assert "win rate 1.1.0" in decision.reason
 
