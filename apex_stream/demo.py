@@ -127,7 +127,8 @@ async def run_demo(
     settings: Settings, *, rate: float, duration: float | None, seed: int, console: Console
 ) -> None:
     """Run the whole system until ``duration`` passes or Ctrl-C."""
-    for row in services.up(settings):
+    # blocking (it waits until each service answers, with probes of its own): off the loop
+    for row in await asyncio.to_thread(services.up, settings):
         console.print(f"{row.name} on {row.address} ({'started' if row.changed else 'up'})")
     async with TopicAdmin(settings) as admin:
         await admin.create()

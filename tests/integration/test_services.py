@@ -1,5 +1,6 @@
-"""`apex-stream up` / `down` on a second, private pair of services (own folders and ports), so
-the services the rest of the suite uses are left alone."""
+"""`apex-stream up` / `down`, and the main job (`apex-stream demo`) from cold, on a second,
+private pair of services (own folders and ports), so the services the rest of the suite uses
+are left alone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, pool, text
 
 from apex_stream.services.probe import port_open
 
@@ -24,7 +26,7 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
     )
 
 
@@ -100,3 +102,27 @@ def test_external_services_are_not_started(private_env: dict[str, str]) -> None:
     assert result.returncode == 0
     assert "nothing to start" in result.stdout
     assert not port_open("127.0.0.1", KAFKA_PORT)
+
+
+def test_demo_starts_everything_from_cold_and_the_market_reaches_the_database(
+    private_env: dict[str, str],
+) -> None:
+    env = private_env | {"APEX_WEB_PORT": "16511", "APEX_BRIDGE_PORT": "18775"}
+    try:
+        demo = cli("demo", "--duration", "15", "--rate", "200", env=env)
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        assert "kafka on 127.0.0.1:29192 (started)" in demo.stdout
+        assert "dashboard: http://" in demo.stdout
+        url = f"postgresql+psycopg://apex@127.0.0.1:{PG_PORT}/apex"
+        engine = create_engine(url, poolclass=pool.NullPool)
+        with engine.connect() as connection:
+            stored = {
+                table: connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("opportunities", "predictions", "outcomes")
+            }
+        engine.dispose()
+        # the worker scored the market and the sink stored it (the last seconds may still be
+        # in flight when the demo stops: not every opportunity has its prediction stored)
+        assert stored["opportunities"] >= 1_000 and stored["predictions"] >= 1_000, stored
+    finally:
+        cli("down", env=env)
