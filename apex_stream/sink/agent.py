@@ -198,8 +198,8 @@ class Sink:
                 attempt = self._write(batch)
         dead = batch.dead + [
             dead_letter(batch.sources[cls][i], f"rejected by the database: {why}")
-            for cls, rows in rejected.items()
-            for i, why in rows.items()
+            for cls, reasons in rejected.items()
+            for i, why in reasons.items()
         ]
         if dead:
             await self._dead_letter(dead)
