@@ -107,7 +107,7 @@ class Pipeline:
         """
         conf = self.app.conf
         topics = [table.changelog_topic for table in self.app.tables.values()]
-        topics.append(self.app._leader_assignor._leader_topic)
+        topics.append(self.app._leader_assignor._leader_topic)  # Faust has no public accessor
         return [
             NewTopic(
                 name=topic.get_topic_name(),
