@@ -553,7 +553,7 @@ async def main() -> None:
 
 
 def report(r: dict[str, Any]) -> None:
-    """bench/bridge.md: the figures of one run, for bench/README.md."""
+    """bench/bridge.md: the figures of one run."""
     goal = next(x for x in r["rates"] if x["rate_offered"] == GOAL_RATE)
     stalled = r["stalled"]
 

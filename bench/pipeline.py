@@ -1,7 +1,7 @@
 """End-to-end benchmark of the stream pipeline against the real local broker.
 
-    python bench/pipeline.py            # ~6 minutes; writes bench/results.json and bench/README.md
-    python bench/pipeline.py --report   # rewrite bench/README.md from bench/results.json
+    python bench/pipeline.py            # ~8 minutes; writes bench/pipeline.json and pipeline.md
+    python bench/pipeline.py --report   # rewrite bench/pipeline.md from bench/pipeline.json
 
 Measures, in one run, on fresh topics:
   (a) sustained throughput, opportunities -> predictions, full ensemble (one worker process);
@@ -406,12 +406,12 @@ async def main() -> None:
         results["micro_batched_per_s"] / results["per_event_per_s"]
     )
     results["share_of_passthrough"] = results["micro_batched_per_s"] / results["passthrough_per_s"]
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (HERE / "pipeline.json").write_text(json.dumps(results, indent=2) + "\n")
     report(results)
 
 
 def report(r: dict) -> None:
-    """bench/README.md: the figures of one run as tables, with the ratios."""
+    """bench/pipeline.md: the figures of one run as tables, with the ratios."""
     lines = [
         "# Pipeline benchmark results",
         "",
@@ -464,12 +464,12 @@ def report(r: dict) -> None:
             for name, share in r["profile"].items()
         ]
         lines.append("")
-    (HERE / "README.md").write_text("\n".join(lines))
+    (HERE / "pipeline.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--report"]:
-        report(json.loads((HERE / "results.json").read_text()))
+        report(json.loads((HERE / "pipeline.json").read_text()))
     else:
         asyncio.run(main())
