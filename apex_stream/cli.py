@@ -222,11 +222,13 @@ def _run_until_signal(service: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 @main.command()
 def sink() -> None:
-    """Write the event topics to the database (run `apex-stream db upgrade` first)."""
+    """Write the event topics to the database (run `apex-stream db upgrade` first);
+    Prometheus metrics on APEX_SINK_METRICS_PORT."""
     import logging
     import signal
 
     from .sink.agent import Sink
+    from .sink.metrics import serve
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
@@ -236,7 +238,9 @@ def sink() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await Sink(settings).run(stop)
+        sink = Sink(settings)
+        serve(sink, settings.sink_metrics_port)
+        await sink.run(stop)
 
     asyncio.run(run())
 

@@ -206,6 +206,7 @@ def start_sink(settings: Settings, url: str, log: Path) -> subprocess.Popen[byte
         "APEX_TOPIC_PREFIX": settings.topic_prefix,
         "APEX_APP_ID": settings.app_id,
         "APEX_LOG_LEVEL": "WARNING",
+        "APEX_SINK_METRICS_PORT": "0",  # several may run at once
         "DATABASE_URL": url,
     }
     return subprocess.Popen(

@@ -46,7 +46,6 @@ from ..events import (
     decode,
     encode,
 )
-from ..metrics import DEAD_LETTERS
 from ..settings import Settings
 from .rows import TABLES
 from .writer import write_rejecting
@@ -100,6 +99,8 @@ class Sink:
         self.committed: dict[TopicPartition, int] = {}
         #: when the current database outage began (monotonic), if one is going on
         self.down_since: float | None = None
+        #: messages past the committed offsets, as of the last metrics message
+        self.backlog = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and write until ``stop`` is set; commits what was written.
@@ -222,8 +223,6 @@ class Sink:
         topic = self.settings.topic_name(DeadLetter.topic)
         sent = [await self.producer.send(topic, encode(d), key=d.key()) for d in letters]
         await asyncio.gather(*sent)
-        for letter in letters:
-            DEAD_LETTERS.labels(letter.source_topic).inc()
         self.dead_lettered += len(letters)
         log.warning(
             "%d messages not stored, dead-lettered (first: %s at %s[%d]@%d)",
@@ -254,7 +253,8 @@ class Sink:
                 "database_down_s": now - self.down_since if self.down_since else 0.0,
             }
             try:
-                values["backlog"] = float(await self._backlog())
+                self.backlog = await self._backlog()
+                values["backlog"] = float(self.backlog)
             except KafkaError as exc:
                 log.warning("sink backlog unknown: %s", exc)
             last, before = now, dict(self.written)

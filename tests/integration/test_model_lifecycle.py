@@ -118,6 +118,7 @@ def services(settings: Settings, database: str, models: Path, logs: Path) -> Ite
         "APEX_MODELS_DIR": str(models),
         "DATABASE_URL": database,
         "APEX_LOG_LEVEL": "INFO",
+        "APEX_SINK_METRICS_PORT": "16122",
     }
     with ExitStack() as stack:
         stack.enter_context(running_worker(settings, PORT, logs / "worker.log", env))

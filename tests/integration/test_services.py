@@ -107,7 +107,11 @@ def test_external_services_are_not_started(private_env: dict[str, str]) -> None:
 def test_demo_starts_everything_from_cold_and_the_market_reaches_the_database(
     private_env: dict[str, str],
 ) -> None:
-    env = private_env | {"APEX_WEB_PORT": "16511", "APEX_BRIDGE_PORT": "18775"}
+    env = private_env | {
+        "APEX_WEB_PORT": "16511",
+        "APEX_BRIDGE_PORT": "18775",
+        "APEX_SINK_METRICS_PORT": "16512",
+    }
     try:
         demo = cli("demo", "--duration", "15", "--rate", "200", env=env)
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]

@@ -7,12 +7,14 @@ import asyncio
 import shutil
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, pool, text
 
 from apex_stream.client import EventProducer
@@ -24,6 +26,7 @@ from apex_stream.sink import migrations
 from apex_stream.sink.agent import Sink
 from apex_stream.topics import TopicAdmin, load_specs
 from tests.events import prediction_for
+from tests.integration.processes import running_command
 from tests.integration.worker import collect, running_worker
 
 pytestmark = pytest.mark.slow
@@ -247,3 +250,39 @@ async def test_two_sinks_in_one_group_share_the_partitions_and_store_everything_
     await stored({t: sent[t] + more[t] for t in sent})
     stops[0].set()
     await tasks[0]
+
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """The sink process's Prometheus samples: (name, table label) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (s.name, s.labels.get("table", "")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_the_sink_process_serves_its_figures_to_prometheus(
+    settings: Settings, database: str, tmp_path: Path
+) -> None:
+    migrations.upgrade(database, quiet=True)
+    port = 16391
+    env = {
+        "APEX_TOPIC_PREFIX": settings.topic_prefix,
+        "APEX_APP_ID": own_group(settings).app_id,
+        "DATABASE_URL": database,
+        "APEX_SINK_METRICS_PORT": str(port),
+    }
+    with running_command("sink", env, tmp_path / "sink.log", lambda: bool(scrape(port)), 60):
+        sent = await produced(settings, 500, seed=18)
+        want = {("apex_sink_rows_written_total", TABLE_OF[t]): float(n) for t, n in sent.items()}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            figures = scrape(port)
+            if all(figures.get(key) == n for key, n in want.items()):
+                break
+            await asyncio.sleep(0.5)
+    assert {key: figures.get(key) for key in want} == want
+    assert figures[("apex_sink_dead_letters_total", "")] == 0
+    assert figures[("apex_sink_database_down_seconds", "")] == 0
