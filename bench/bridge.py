@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 from procstat import cpu_ticks, machine_ticks, rss_mb
+from pyspy import stacks
 
 if TYPE_CHECKING:
     from apex_stream.settings import Settings
@@ -461,13 +462,11 @@ def top_functions(raw: Path, n: int = 15) -> dict[str, Any]:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text().splitlines():
-        stack, count = line.rsplit(" ", 1)
-        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
-        total += int(count)
-        own[frames[-1]] += int(count)
+    for frames, count in stacks(raw):
+        total += count
+        own[frames[-1]] += count
         for f in set(frames):
-            inclusive[f] += int(count)
+            inclusive[f] += count
     ours = re.compile(r"apex_stream/bridge|bridge/|websockets/|aiokafka/")
     return {
         "samples": total,

@@ -39,6 +39,8 @@ from apex_stream.events import Opportunity, Prediction, encode
 from apex_stream.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pyspy import stacks  # noqa: E402
+
 from apex_stream.simulator import MarketSimulator
 from apex_stream.topics import TopicAdmin
 from tests.integration.processes import stop_process  # noqa: E402
@@ -296,15 +298,13 @@ STAGES = {
 def shares(raw: Path) -> dict[str, float]:
     inclusive: Counter[str] = Counter()
     busy = 0
-    for line in raw.read_text().splitlines():
-        stack, count = line.rsplit(" ", 1)
-        frames = stack.split(";")
+    for frames, count in stacks(raw):
         if "select (selectors.py" in frames[-1]:
             continue
-        busy += int(count)
+        busy += count
         for name, prefixes in STAGES.items():
             if any(f.startswith(p) for f in frames for p in prefixes):
-                inclusive[name] += int(count)
+                inclusive[name] += count
     result = {name: inclusive[name] / busy for name in STAGES}
     agents = next(iter(k for k in STAGES if k.startswith("agents")))
     ours = sum(v for k, v in result.items() if k.startswith("  ") and "sender" not in k)

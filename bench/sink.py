@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +54,7 @@ HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 from pipeline import drop  # noqa: E402
 from procstat import cpu_ticks, machine_ticks  # noqa: E402
+from pyspy import stacks  # noqa: E402
 
 from tests.events import prediction_for  # noqa: E402
 from tests.integration.database import temporary_database  # noqa: E402
@@ -315,10 +315,7 @@ def stage_shares(raw: Path, seconds: float, rate: int) -> dict[str, Any]:
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     busy = 0
-    for line in raw.read_text().splitlines():
-        stack, count = line.rsplit(" ", 1)
-        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
-        n = int(count)
+    for frames, n in stacks(raw):
         busy += n
         own[frames[-1]] += n
         for name, needles in STAGES.items():
