@@ -250,7 +250,7 @@ class Sink:
             values |= {
                 "dead_lettered": float(self.dead_lettered),
                 "invalid": float(self.invalid),
-                "database_down_s": now - self.down_since if self.down_since else 0.0,
+                "database_down_s": self.down_for,
             }
             try:
                 self.backlog = await self._backlog()
@@ -259,6 +259,11 @@ class Sink:
                 log.warning("sink backlog unknown: %s", exc)
             last, before = now, dict(self.written)
             await self._publish(Metric(source="sink", values=values))
+
+    @property
+    def down_for(self) -> float:
+        """Seconds the database has been unavailable; 0 while it is up."""
+        return time.monotonic() - self.down_since if self.down_since is not None else 0.0
 
     async def _backlog(self) -> int:
         """Messages past the committed offsets, over the assigned partitions that committed

@@ -3,7 +3,6 @@ the sink's own figures, read at scrape time."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -44,11 +43,10 @@ class SinkCollector(Collector):
             "Messages past the committed offsets, as of the last metrics message",
             value=sink.backlog,
         )
-        down = time.monotonic() - sink.down_since if sink.down_since is not None else 0.0
         yield GaugeMetricFamily(
             "apex_sink_database_down_seconds",
             "How long the database has been unavailable (0 while it is up)",
-            value=down,
+            value=sink.down_for,
         )
 
 
