@@ -7,8 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from .errors import InvalidEvent
-from .events import DeadLetter, Event, decode
+from .events import DeadLetter, Event, decode_batch
 
 E = TypeVar("E", bound=Event)
 
@@ -30,14 +29,8 @@ def dead_letter(message: Any, reason: str) -> DeadLetter:
 def split_valid(
     messages: Sequence[Any], cls: type[E]
 ) -> tuple[list[E], list[Any], list[DeadLetter]]:
-    """Decode a batch: the valid events with their messages, and a DeadLetter per invalid one."""
-    valid: list[E] = []
-    kept: list[Any] = []
-    rejected: list[DeadLetter] = []
-    for message in messages:
-        try:
-            valid.append(decode(message.value, cls))
-            kept.append(message)
-        except InvalidEvent as exc:
-            rejected.append(dead_letter(message, exc.reason))
-    return valid, kept, rejected
+    """Decode a batch (:func:`decode_batch`): the valid events with their messages, and a
+    DeadLetter per invalid one."""
+    batch = decode_batch([m.value for m in messages], cls)
+    kept = [messages[i] for i in batch.index]
+    return batch.events, kept, [dead_letter(messages[i], reason) for i, reason in batch.rejected]

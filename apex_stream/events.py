@@ -4,16 +4,23 @@ Events are ``msgspec`` structs: JSON decoding and validation run in C (a few µs
 type errors carry the JSON path, and the JSON Schemas in ``topics/`` are generated from these
 classes (``python scripts/gen_topic_schemas.py``; a unit test checks they agree).
 Checks that JSON Schema cannot express (finite numbers, route consistency, clock skew) live in
-``__post_init__`` and hold for events built in Python too.
+``__post_init__`` and hold for events built in Python too; :func:`decode_batch` runs them once
+per batch instead of once per message.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import cache
+from operator import attrgetter
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, get_type_hints
 
 import msgspec
+import numpy as np
 
 from .errors import InvalidEvent
 
@@ -31,27 +38,89 @@ Timestamp = Annotated[float, msgspec.Meta(gt=0, description="Unix time in second
 
 
 class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Base of all events; ``topic`` names the topic file in ``topics/`` that carries it."""
+    """Base of all events; ``topic`` names the topic file in ``topics/`` that carries it.
+
+    Beyond msgspec's own checks (types, ranges, required and unknown fields, in C), an event's
+    floats must be finite and its ``time_fields`` plausible Unix seconds. ``__post_init__``
+    checks one event built in Python; :meth:`problems` checks a decoded batch with numpy and
+    gives the same reasons (a unit test holds them equal).
+    """
 
     topic: ClassVar[str]
     key_fields: ClassVar[tuple[str, ...]]
+    time_fields: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
+        if _batched.get():  # decode_batch checks the whole batch at once
+            return
         for field in self.__struct_fields__:
             value = getattr(self, field)
             if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"`{field}` must be a finite number, got {value}")
+                raise ValueError(_not_finite(field, value))
+        problem = self._problem()
+        now = time.time()
+        for name in self.time_fields:
+            problem = problem or _time_problem(name, getattr(self, name), now)
+        if problem:
+            raise ValueError(problem)
+
+    def _problem(self) -> str | None:
+        """This event type's own rule, checked after finite numbers and before times."""
+        return None
+
+    @classmethod
+    def problems(cls, events: Sequence[Event]) -> dict[int, str]:
+        """``__post_init__``'s checks over a batch: the first problem of each invalid event,
+        by its position."""
+        found: dict[int, str] = {}
+        for name in _float_fields(cls):
+            values = _column(events, name)
+            for i in np.flatnonzero(~np.isfinite(values)).tolist():
+                found.setdefault(i, _not_finite(name, values[i]))
+        for i in cls._suspects(events).tolist():
+            found.setdefault(i, events[i]._problem() or "")
+        now = time.time()
+        for name in cls.time_fields:
+            values = _column(events, name)
+            late = values > now + MAX_CLOCK_SKEW_S
+            for i in np.flatnonzero((values < MIN_TIMESTAMP) | late).tolist():
+                found.setdefault(i, _time_problem(name, values[i], now) or "")
+        return {i: reason for i, reason in found.items() if reason}
+
+    @classmethod
+    def _suspects(cls, events: Sequence[Event]) -> np.ndarray:
+        """Positions where :meth:`_problem` may find something, found with numpy."""
+        return np.empty(0, np.int64)
 
     def key(self) -> bytes:
         """The Kafka message key: the topic's key fields joined by ``:``."""
         return ":".join(str(getattr(self, f)) for f in self.key_fields).encode()
 
 
-def _check_time(name: str, value: float) -> None:
+#: Set while :func:`decode_batch` decodes: ``__post_init__`` leaves the checks to the batch.
+_batched: ContextVar[bool] = ContextVar("batched", default=False)
+
+
+def _not_finite(name: str, value: float) -> str:
+    return f"`{name}` must be a finite number, got {value}"
+
+
+def _time_problem(name: str, value: float, now: float) -> str | None:
     if value < MIN_TIMESTAMP:
-        raise ValueError(f"`{name}` {value} is before 2020-01-01; send Unix seconds")
-    if value > time.time() + MAX_CLOCK_SKEW_S:
-        raise ValueError(f"`{name}` {value} is more than {MAX_CLOCK_SKEW_S:.0f}s in the future")
+        return f"`{name}` {value} is before 2020-01-01; send Unix seconds"
+    if value > now + MAX_CLOCK_SKEW_S:
+        return f"`{name}` {value} is more than {MAX_CLOCK_SKEW_S:.0f}s in the future"
+    return None
+
+
+@cache
+def _float_fields(cls: type[Event]) -> tuple[str, ...]:
+    hints = get_type_hints(cls)
+    return tuple(f for f in cls.__struct_fields__ if hints[f] is float)
+
+
+def _column(events: Sequence[Event], name: str) -> np.ndarray:
+    return np.fromiter(map(attrgetter(name), events), np.float64, len(events))
 
 
 class PriceTick(Event, frozen=True):
@@ -59,6 +128,7 @@ class PriceTick(Event, frozen=True):
 
     topic: ClassVar[str] = "prices"
     key_fields: ClassVar[tuple[str, ...]] = ("chain", "token")
+    time_fields: ClassVar[tuple[str, ...]] = ("timestamp",)
 
     chain: Name
     token: Name
@@ -68,10 +138,6 @@ class PriceTick(Event, frozen=True):
     liquidity: NonNegative
     gas_price: NonNegative
     timestamp: Timestamp
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_time("timestamp", self.timestamp)
 
 
 class Opportunity(Event, frozen=True):
@@ -84,6 +150,7 @@ class Opportunity(Event, frozen=True):
 
     topic: ClassVar[str] = "opportunities"
     key_fields: ClassVar[tuple[str, ...]] = ("opportunity_id",)
+    time_fields: ClassVar[tuple[str, ...]] = ("timestamp",)
 
     opportunity_id: Identifier
     route_id: Identifier
@@ -97,16 +164,24 @@ class Opportunity(Event, frozen=True):
     confidence_score: Probability
     timestamp: Timestamp
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def _problem(self) -> str | None:
         if len(self.dexes) != len(self.tokens):
-            raise ValueError(
+            return (
                 f"route has {len(self.tokens)} tokens but {len(self.dexes)} dexes; "
                 "a closed route needs one dex per hop (len(dexes) == len(tokens))"
             )
         if len(set(self.tokens)) != len(self.tokens):
-            raise ValueError(f"route tokens repeat: {self.tokens}; list each token once")
-        _check_time("timestamp", self.timestamp)
+            return f"route tokens repeat: {self.tokens}; list each token once"
+        return None
+
+    @classmethod
+    def _suspects(cls, events: Sequence[Event]) -> np.ndarray:
+        n = len(events)
+        tokens = list(map(attrgetter("tokens"), events))
+        hops = np.fromiter(map(len, tokens), np.int64, n)
+        dexes = np.fromiter(map(len, map(attrgetter("dexes"), events)), np.int64, n)
+        distinct = np.fromiter(map(len, map(set, tokens)), np.int64, n)
+        return np.flatnonzero((dexes != hops) | (distinct != hops))
 
 
 class Prediction(Event, frozen=True):
@@ -140,6 +215,7 @@ class Outcome(Event, frozen=True):
 
     topic: ClassVar[str] = "outcomes"
     key_fields: ClassVar[tuple[str, ...]] = ("opportunity_id",)
+    time_fields: ClassVar[tuple[str, ...]] = ("executed_at",)
 
     opportunity_id: Identifier
     route_id: Identifier
@@ -149,10 +225,6 @@ class Outcome(Event, frozen=True):
     gas_used: NonNegative
     gas_cost_usd: NonNegative
     executed_at: Timestamp
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_time("executed_at", self.executed_at)
 
 
 class Alert(Event, frozen=True):
@@ -246,6 +318,46 @@ def decode(payload: bytes | None, cls: type[E]) -> E:
         raise InvalidEvent(f"invalid {cls.__name__}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"not valid JSON: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Batch(Generic[E]):
+    """A decoded batch: the valid events with their positions in the input, and each invalid
+    one's position with its reason."""
+
+    events: list[E]
+    index: list[int]
+    rejected: list[tuple[int, str]]
+
+
+def decode_batch(payloads: Sequence[bytes | None], cls: type[E]) -> Batch[E]:
+    """Decode and validate many messages of one type: msgspec's checks per message, in C, then
+    ``__post_init__``'s once over the batch (:meth:`Event.problems`), with the reasons
+    :func:`decode` gives."""
+    decoder = _decoders[cls]
+    token = _batched.set(True)
+    try:
+        events = list(map(decoder.decode, payloads))  # type: ignore[arg-type]
+        index = list(range(len(events)))
+        rejected: list[tuple[int, str]] = []
+    except (msgspec.DecodeError, TypeError):  # ValidationError is a DecodeError
+        events, index, rejected = [], [], []
+        for i, payload in enumerate(payloads):
+            try:
+                events.append(decode(payload, cls))
+                index.append(i)
+            except InvalidEvent as exc:
+                rejected.append((i, exc.reason))
+    finally:
+        _batched.reset(token)
+    problems = cls.problems(events)
+    if problems:
+        rejected = sorted(
+            rejected + [(index[j], f"invalid {cls.__name__}: {r}") for j, r in problems.items()]
+        )
+        events = [e for j, e in enumerate(events) if j not in problems]
+        index = [i for j, i in enumerate(index) if j not in problems]
+    return Batch(events, index, rejected)
 
 
 def to_builtins(event: Event) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import time
 import msgspec
 import pytest
 
+from apex_stream import events
 from apex_stream.errors import InvalidEvent
 from apex_stream.events import (
     EVENT_TYPES,
@@ -19,6 +20,7 @@ from apex_stream.events import (
     Prediction,
     PriceTick,
     decode,
+    decode_batch,
     encode,
 )
 
@@ -184,3 +186,43 @@ def test_outcome_may_lose_money_but_not_use_negative_gas() -> None:
     assert decode(encode(loss), Outcome).realized_profit_usd == -5.0
     with pytest.raises(InvalidEvent, match="gas_used"):
         decode(encode(loss).replace(b'"gas_used":1.0', b'"gas_used":-1.0'), Outcome)
+
+
+def test_a_batch_is_judged_as_each_message_alone() -> None:
+    """decode_batch runs __post_init__'s checks once over the batch: the same events, the same
+    reasons, and every invalid message kept apart from the valid ones around it."""
+    good = raw(opportunity())
+    payloads = [good, *(p for p, _ in MALFORMED), None, good]
+    batch = decode_batch(payloads, Opportunity)
+    assert batch.index == [0, len(payloads) - 1]
+    assert batch.events == [decode(good, Opportunity)] * 2
+    assert [i for i, _ in batch.rejected] == list(range(1, len(payloads) - 1))
+    for i, reason in batch.rejected:
+        with pytest.raises(InvalidEvent) as caught:
+            decode(payloads[i], Opportunity)
+        assert reason == caught.value.reason
+
+
+def test_batch_checks_find_what_python_construction_finds() -> None:
+    """Events built without the checks (as a decoder does inside decode_batch) fail the batch
+    checks with __post_init__'s reasons: non-finite numbers, routes, times."""
+    cases = [
+        opportunity(profit_usd=float("nan")),
+        opportunity(gas_estimate=float("inf")),
+        opportunity(dexes=["curve", "curve"]),
+        opportunity(tokens=["WETH", "USDC", "WETH"]),
+        opportunity(timestamp=NOW + 3600),
+        opportunity(timestamp=1_000_000.0),
+        opportunity(),
+    ]
+    token = events._batched.set(True)
+    try:
+        built = [Opportunity(**fields) for fields in cases]  # type: ignore[arg-type]
+    finally:
+        events._batched.reset(token)
+    found = Opportunity.problems(built)
+    assert set(found) == set(range(len(cases) - 1))
+    for i, fields in enumerate(cases[:-1]):
+        with pytest.raises(ValueError) as caught:
+            Opportunity(**fields)  # type: ignore[arg-type]
+        assert found[i] == str(caught.value)
