@@ -1,10 +1,11 @@
-"""The online member: its vectorized scoring is river's own arithmetic, its snapshot restores it
-exactly, and it learns an informative signal."""
+"""The online member: its batched learning and vectorized scoring are river's own arithmetic, its
+snapshot is a river pipeline that restores it exactly, and it learns an informative signal."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from river import linear_model, optim, preprocessing
 
 from apex_stream.learning.online import OnlineLearner
 from apex_stream.training.metrics import roc_auc
@@ -32,7 +33,9 @@ def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def river_scores(learner: OnlineLearner, X: np.ndarray) -> np.ndarray:
     return np.array(
         [
-            learner.model.predict_proba_one(dict(zip(learner.features, row, strict=True)))[True]
+            learner.to_river().predict_proba_one(dict(zip(learner.features, row, strict=True)))[
+                True
+            ]
             for row in X.tolist()
         ]
     )
@@ -56,8 +59,37 @@ def test_vectorized_predict_is_rivers_predict_proba_one(learned: int) -> None:
     assert batch.shape == (100,) and batch.dtype == np.float64
     np.testing.assert_allclose(batch, river_scores(learner, X[learned:]), rtol=0, atol=1e-9)
     # the constant column has zero variance: both paths scale it to 0 instead of dividing by 0
-    scaler, _ = learner.model.steps.values()
+    scaler, _ = learner.to_river().steps.values()
     assert scaler.vars["constant"] == 0.0
+
+
+def test_learning_one_outcome_per_step_is_rivers_learn_one() -> None:
+    X, y = synthetic(500, 7)
+    river = preprocessing.StandardScaler() | linear_model.LogisticRegression(optim.SGD(0.05))
+    for row, label in zip(X.tolist(), y.tolist(), strict=True):
+        river.learn_one(dict(zip(NAMES, row, strict=True)), label)
+    learner = OnlineLearner(NAMES, lr=0.05, chunk=1)
+    for batch in np.array_split(np.arange(500), 7):  # batches of any size
+        learner.learn(X[batch], y[batch])
+
+    scaler, regression = river.steps.values()
+    np.testing.assert_allclose(learner.means, [scaler.means[f] for f in NAMES], rtol=1e-12)
+    np.testing.assert_allclose(learner.vars, [scaler.vars[f] for f in NAMES], rtol=1e-9)
+    np.testing.assert_allclose(
+        learner.weights, [regression.weights[f] for f in NAMES], rtol=1e-9, atol=1e-12
+    )
+    assert learner.intercept == pytest.approx(regression.intercept, rel=1e-9)
+    mine = OnlineLearner.from_river(river, NAMES, "1.0.0", 500)
+    np.testing.assert_allclose(learner.predict(X), mine.predict(X), rtol=1e-9)
+
+
+def test_scaler_statistics_do_not_depend_on_the_chunk() -> None:
+    X, y = synthetic(300, 8)
+    one, many = OnlineLearner(NAMES, chunk=1), OnlineLearner(NAMES, chunk=64)
+    one.learn(X, y)
+    many.learn(X, y)
+    np.testing.assert_allclose(one.means, many.means, rtol=1e-12)
+    np.testing.assert_allclose(one.vars, many.vars, rtol=1e-12)
 
 
 def test_learned_counts_every_row_of_every_batch() -> None:
@@ -74,7 +106,8 @@ def test_learning_in_batches_equals_learning_all_at_once() -> None:
     whole.learn(X, y)
     for chunk in np.array_split(np.arange(120), 5):
         parts.learn(X[chunk], y[chunk])
-    np.testing.assert_array_equal(whole.predict(X), parts.predict(X))
+    # the same SGD steps when the batches split on chunk boundaries
+    np.testing.assert_allclose(whole.predict(X), parts.predict(X), rtol=1e-12)
 
 
 def test_snapshot_restore_round_trip() -> None:
@@ -113,5 +146,5 @@ def test_learns_an_informative_signal() -> None:
     assert ((p >= 0) & (p <= 1)).all()
     assert roc_auc(y[2000:], p) > 0.8
     # the sign of each informative weight is learned
-    _, regression = learner.model.steps.values()
+    _, regression = learner.to_river().steps.values()
     assert regression.weights["a"] > 0 > regression.weights["b"]
