@@ -50,6 +50,7 @@ TOKEN_FEATURES = (
     "gas_trend",
     "gas_level",
 )
+AGE = TOKEN_FEATURES.index("age_s")
 
 
 class TokenRecord(msgspec.Struct, array_like=True):
@@ -163,30 +164,34 @@ class MarketState:
         self.state[r] = s
 
     def features(self, rows: np.ndarray, now: np.ndarray) -> np.ndarray:
-        """``TOKEN_FEATURES`` of token rows (any shape); unknown rows (-1) give NaN."""
-        known = rows >= 0
-        s = self.state[np.where(known, rows, 0)]
-        pv, v = s[..., PV], s[..., V]
+        """``TOKEN_FEATURES`` of token rows (any shape); unknown rows (-1) give NaN. Each
+        distinct token is computed once; only its age depends on ``now``."""
+        distinct, inverse = np.unique(rows, return_inverse=True)
+        known = distinct >= 0
+        s = self.state[np.where(known, distinct, 0)]
+        pv, v = s[:, PV], s[:, V]
         traded = (pv > 0) & (v > 0)
         vwap = np.where(traded, np.log(np.where(traded, pv, 1.0) / np.where(traded, v, 1.0)), 0)
         tiny = 1e-12
-        out = np.stack(
+        per_token = np.column_stack(
             [
-                *(s[..., LOGP] - s[..., EMA][..., i] for i in range(len(HORIZONS))),
-                np.sqrt(s[..., VAR]) * 1e4,
-                np.sqrt(s[..., GARCH]) * 1e4,
-                np.log1p(s[..., VOLR][..., 1]),
-                (s[..., VOLR][..., 0] + 1e-9) / (s[..., VOLR][..., 2] + 1e-9),
-                np.where(traded, s[..., LOGP] - vwap, 0.0),
-                np.log1p(s[..., LIQ]),
-                (s[..., LIQ] + 1e-9) / (s[..., LIQE] + 1e-9),
-                np.maximum(now - s[..., T], 0.0),
-                np.log((s[..., GASF] + tiny) / (s[..., GASS] + tiny)),
-                np.log((s[..., GAS] + tiny) / (s[..., GASS] + tiny)),
-            ],
-            axis=-1,
+                *(s[:, LOGP] - s[:, EMA][:, i] for i in range(len(HORIZONS))),
+                np.sqrt(s[:, VAR]) * 1e4,
+                np.sqrt(s[:, GARCH]) * 1e4,
+                np.log1p(s[:, VOLR][:, 1]),
+                (s[:, VOLR][:, 0] + 1e-9) / (s[:, VOLR][:, 2] + 1e-9),
+                np.where(traded, s[:, LOGP] - vwap, 0.0),
+                np.log1p(s[:, LIQ]),
+                (s[:, LIQ] + 1e-9) / (s[:, LIQE] + 1e-9),
+                np.zeros(len(s)),  # age, per row below
+                np.log((s[:, GASF] + tiny) / (s[:, GASS] + tiny)),
+                np.log((s[:, GAS] + tiny) / (s[:, GASS] + tiny)),
+            ]
         )
-        out[~known] = np.nan
+        per_token[~known] = np.nan
+        out = per_token[inverse.reshape(rows.shape)]
+        quoted = np.where(known, s[:, T], np.nan)[inverse.reshape(rows.shape)]
+        out[..., AGE] = np.maximum(now - quoted, 0.0)
         return out
 
     def export(self, keys: Iterable[str]) -> dict[str, bytes]:

@@ -11,6 +11,8 @@ features, which each model replaces with its training means (:func:`impute`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
+from operator import attrgetter
 
 import numpy as np
 
@@ -54,38 +56,53 @@ MARKET = (
 FEATURES: tuple[str, ...] = CLASSIC + DERIVED + MARKET
 
 _T = {name: i for i, name in enumerate(TOKEN_FEATURES)}
+#: Token features whose strongest move counts (by absolute value), and which aggregate by
+#: their highest value over the route (the others by their lowest: thinnest, least traded).
+_ABS = [_T[f"momentum_{int(h)}s"] for h in HORIZONS] + [_T["vwap_deviation"]]
+_MAX = np.isin(
+    np.arange(len(TOKEN_FEATURES)),
+    _ABS
+    + [_T[f] for f in ("volatility_ewma_bps", "volatility_garch_bps", "volume_ratio", "age_s")],
+)
+
+
+_NUMBERS = attrgetter(
+    "profit_usd", "expected_output", "input_amount", "gas_estimate", "confidence_score", "timestamp"
+)
 
 
 def _fields(opportunities: Sequence[Opportunity]) -> np.ndarray:
-    return np.array(
-        [
-            (
-                o.profit_usd,
-                o.expected_output,
-                o.input_amount,
-                o.gas_estimate,
-                o.confidence_score,
-                o.timestamp,
-                len(o.tokens),
-                len(set(o.dexes)),
-            )
-            for o in opportunities
-        ],
-        dtype=np.float64,
-    ).reshape(len(opportunities), 8)
+    n = len(opportunities)
+    numbers = np.array(list(map(_NUMBERS, opportunities)), np.float64).reshape(n, 6)
+    tokens = np.fromiter(map(len, map(attrgetter("tokens"), opportunities)), np.float64, n)
+    dexes = map(len, map(set, map(attrgetter("dexes"), opportunities)))
+    return np.column_stack([numbers, tokens, np.fromiter(dexes, np.float64, n)])
 
 
-def route_rows(opportunities: Sequence[Opportunity], market: MarketState) -> np.ndarray:
+def route_keys(opportunities: Sequence[Opportunity]) -> list[str]:
+    """The ``chain:token`` market-state key of every token of every route, route after route."""
+    return [f"{o.chain}:{t}" for o in opportunities for t in o.tokens]
+
+
+def route_rows(
+    opportunities: Sequence[Opportunity], market: MarketState, keys: list[str] | None = None
+) -> np.ndarray:
     """(n, MAX_TOKENS) market-state rows of each route's tokens; -1 for padding or unknown."""
-    find = market.rows.get
-    rows = np.full((len(opportunities), MAX_TOKENS), -1, dtype=np.int64)
-    for i, o in enumerate(opportunities):
-        rows[i, : len(o.tokens)] = [find(f"{o.chain}:{t}", -1) for t in o.tokens]
+    keys = route_keys(opportunities) if keys is None else keys
+    n = len(opportunities)
+    lengths = np.fromiter(map(len, map(attrgetter("tokens"), opportunities)), np.int64, n)
+    route = np.repeat(np.arange(n), lengths)
+    hop = np.arange(len(keys)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    rows = np.full((n, MAX_TOKENS), -1, dtype=np.int64)
+    rows[route, hop] = np.fromiter(map(market.rows.get, keys, repeat(-1)), np.int64, len(keys))
     return rows
 
 
-def opportunity_features(opportunities: Sequence[Opportunity], market: MarketState) -> np.ndarray:
-    """The (n, len(FEATURES)) float32 feature matrix of a micro-batch."""
+def opportunity_features(
+    opportunities: Sequence[Opportunity], market: MarketState, keys: list[str] | None = None
+) -> np.ndarray:
+    """The (n, len(FEATURES)) float32 feature matrix of a micro-batch (``keys``: its
+    :func:`route_keys`, when the caller has them already)."""
     f = _fields(opportunities)
     profit, output, amount, gas, confidence, ts, n_tokens, n_dexes = f.T
     hour = (ts % 86_400.0) / 3_600.0
@@ -108,39 +125,37 @@ def opportunity_features(opportunities: Sequence[Opportunity], market: MarketSta
         np.cos(2 * np.pi * hour / 24),
     ]
 
-    rows = route_rows(opportunities, market)
+    rows = route_rows(opportunities, market, keys)
     tok = market.features(rows, ts[:, None])  # (n, MAX_TOKENS, len(TOKEN_FEATURES))
-    on_route = rows >= 0
-    coverage = on_route.sum(axis=1) / n_tokens
+    on_route = (rows >= 0)[..., None]
+    known = on_route.sum(axis=1)  # (n, 1)
+    # the worst value over the route's known tokens, each reduction over all columns at once
+    tok[..., _ABS] = np.abs(tok[..., _ABS])
+    highest = np.where(on_route, tok, -np.inf).max(axis=1)
+    lowest = np.where(on_route, tok, np.inf).min(axis=1)
+    mean = np.where(on_route, tok, 0.0).sum(axis=1) / np.maximum(known, 1)
+    worst = np.where(_MAX, highest, lowest)
+    worst[~np.isfinite(worst)] = np.nan
+    mean[known[:, 0] == 0] = np.nan
 
-    def worst(name: str, how: str, transform=None) -> np.ndarray:  # noqa: ANN001
-        values = tok[..., _T[name]]
-        if transform is not None:
-            values = transform(values)
-        fill = -np.inf if how == "max" else np.inf
-        reduced = getattr(np, how)(np.where(on_route, values, fill), axis=1)
-        return np.where(np.isfinite(reduced), reduced, np.nan)
+    def column(name: str) -> np.ndarray:
+        return worst[:, _T[name]]
 
-    def mean(name: str) -> np.ndarray:
-        values = np.where(on_route, tok[..., _T[name]], 0.0)
-        known = on_route.sum(axis=1)
-        return np.where(known > 0, values.sum(axis=1) / np.maximum(known, 1), np.nan)
-
-    min_log_liq = worst("log_liquidity", "min")
+    min_log_liq = column("log_liquidity")
     market_cols = [
-        *(worst(f"momentum_{int(h)}s", "max", np.abs) for h in HORIZONS),
-        worst("volatility_ewma_bps", "max"),
-        worst("volatility_garch_bps", "max"),
-        worst("log_volume_ma", "min"),
-        worst("volume_ratio", "max"),
-        worst("vwap_deviation", "max", np.abs),
+        *(column(f"momentum_{int(h)}s") for h in HORIZONS),
+        column("volatility_ewma_bps"),
+        column("volatility_garch_bps"),
+        column("log_volume_ma"),
+        column("volume_ratio"),
+        column("vwap_deviation"),
         min_log_liq,
         min_log_liq - np.log1p(amount),
-        worst("liquidity_ratio", "min"),
-        worst("age_s", "max"),
-        mean("gas_trend"),
-        mean("gas_level"),
-        coverage,
+        column("liquidity_ratio"),
+        column("age_s"),
+        mean[:, _T["gas_trend"]],
+        mean[:, _T["gas_level"]],
+        known[:, 0] / n_tokens,
     ]
     matrix = np.column_stack([*classic, *derived, *market_cols])
     matrix[~np.isfinite(matrix)] = np.nan
