@@ -15,9 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .app import Pipeline
 from .events import Opportunity
-from .inference.agent import Scorer
 from .inference.registry import Registry
-from .learning.agent import Learning
+from .inference.scoring import Scorer
+from .stream.process import Process
+from .stream.source import BatchSource
 
 MAX_BATCH = 10_000
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
@@ -82,10 +83,12 @@ def _scored(scorer: Scorer, opportunities: list[Opportunity], started: float) ->
     }
 
 
-def attach(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> None:
+def attach(pipeline: Pipeline, process: Process, source: BatchSource) -> None:
     """Register the HTTP views on the pipeline's app."""
     app = pipeline.app
     registry = Registry(pipeline.settings.models_dir)
+    scorer, learning = process.scorer, process.learning
+    opportunities = pipeline.settings.topic_name("opportunities")
 
     @app.page("/predict/batch")
     class PredictBatch(View):
@@ -121,10 +124,19 @@ def attach(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> None:
                     "traffic": scorer.ensemble.traffic,
                     "providers": scorer.ensemble.providers,
                     "market_tokens": len(pipeline.market),
+                    # Faust's partitions (prices, tables) and the batch path's (opportunities;
+                    # outcomes follow them)
                     "assigned": sorted(
-                        f"{tp.topic}:{tp.partition}"
-                        for tp in pipeline.app.assignor.assigned_actives()
+                        [
+                            f"{tp.topic}:{tp.partition}"
+                            for tp in pipeline.app.assignor.assigned_actives()
+                        ]
+                        + [f"{opportunities}:{p}" for p in source.owned]
                     ),
+                    "join": {
+                        "scored_waiting": sum(len(j) for j in process.joins.values()),
+                        "outcomes_waiting": sum(len(j.pending) for j in process.joins.values()),
+                    },
                 },
             )
 

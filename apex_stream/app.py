@@ -1,8 +1,9 @@
-"""The Faust app of a worker and the state its agents share.
+"""The Faust app of a worker and the state it shares.
 
-Agents live beside what they own (``features/agent.py``, ``inference/agent.py``,
-``learning/agent.py``) and attach themselves to a :class:`Pipeline`, which holds the one
-``faust.App``, its topics and tables, and a producer shortcut.
+A :class:`Pipeline` holds the one ``faust.App``, the prices topic its agent reads
+(``features/agent.py``), its tables (market state, online-learner snapshots) and a producer
+shortcut. Opportunities and outcomes do not pass Faust's per-event streams: the batch data path
+(``stream/``) runs inside this app and follows its consumer group.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def create_app(settings: Settings) -> faust.App:
         web_in_thread=False,
         table_cleanup_interval=60.0,
         datadir=str(datadir),
+        # a worker killed without leaving the group (kill -9, a lost host) holds its partitions
+        # until this passes: 10 s instead of Faust's 60 s, so the others take over soon
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
     )
 
 
@@ -69,8 +74,6 @@ class Pipeline:
             )
 
         self.prices = topic("prices")
-        self.opportunities = topic("opportunities")
-        self.outcomes = topic("outcomes")
         # Market state of every token, written by the worker owning the token's prices
         # partition, read by every worker (Faust's advice for a GlobalTable shared by several
         # instances: one partition, recovery buffer 1).
@@ -79,13 +82,6 @@ class Pipeline:
             **RAW,
             partitions=1,
             recovery_buffer_size=1,
-            use_partitioner=True,
-        )
-        # Features each opportunity was scored with, keyed by opportunity_id and partitioned
-        # like opportunities and outcomes, until its outcome arrives (or features_ttl_s).
-        self.scored = self.app.Table(
-            f"{settings.topic_prefix}scored",
-            **RAW,
             use_partitioner=True,
         )
         self.learner_state = self.app.GlobalTable(
@@ -120,38 +116,15 @@ class Pipeline:
         ]
 
     async def send(self, events: Iterable[Event]) -> None:
-        """Queue events to their topics. Delivery is confirmed one batch later (:meth:`settle`),
-        and Faust flushes the producer before it commits offsets, so an acknowledged input is
-        never ahead of its output (at least once) while batches still overlap on the wire."""
+        """Queue events to their topics (for the prices agent). Delivery is confirmed one batch
+        later (:meth:`settle`), and Faust flushes the producer before it commits offsets, so an
+        acknowledged input is never ahead of its output (at least once)."""
         producer = self.app.producer
         topic_name = self.settings.topic_name
         self._sending += [
             await producer.send(topic_name(e.topic), e.key(), encode(e), None, None, None)
             for e in events
         ]
-
-    async def put(self, table: faust.TableT, items: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """Set (or, with ``None``, delete) keys of a table in bulk.
-
-        Equivalent to ``table[key] = value`` / ``del table[key]`` (local store plus one
-        changelog record per key, partitioned by key), but the changelog records go through
-        :meth:`send`'s direct producer path instead of Faust's per-key ``send_soon`` buffer,
-        which measured more than half of the worker's time at full load, and which fails when
-        the producer has no metadata for the changelog topic yet (the direct path waits).
-        """
-        store = table.data
-        topic = table.changelog_topic.get_topic_name()
-        producer = self.app.producer
-        for key, value in items:
-            if value is None:
-                store.pop(key, None)
-            else:
-                store[key] = value
-            self._sending.append(await producer.send(topic, key, value, None, None, None))
-
-    async def put_scored(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """:meth:`put` into the ``scored`` table."""
-        await self.put(self.scored, items)
 
     async def settle(self) -> None:
         """Await the deliveries queued before the current batch; a failure raises here."""

@@ -2,30 +2,78 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
+
+
+class BatchHistogram:
+    """A Prometheus histogram observed a whole batch at a time with numpy (prometheus_client's
+    Histogram takes one value per call), exposed through a custom collector."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = np.asarray(buckets, np.float64)
+        self.counts = np.zeros(len(buckets) + 1, np.int64)  # the last one is +Inf
+        self.total = 0.0
+        REGISTRY.register(self)
+
+    def observe(self, values: np.ndarray) -> None:
+        """Count every value of a batch into its bucket (``le``: upper bound inclusive)."""
+        values = np.asarray(values, np.float64)
+        self.counts += np.bincount(
+            np.searchsorted(self.bounds, values, side="left"), minlength=len(self.counts)
+        )
+        self.total += float(values.sum())
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        cumulative = np.cumsum(self.counts).tolist()
+        labels = [*map(floatToGoString, self.bounds.tolist()), "+Inf"]
+        yield HistogramMetricFamily(
+            self.name,
+            self.documentation,
+            buckets=list(zip(labels, cumulative, strict=True)),
+            sum_value=self.total,
+        )
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation)
+
 
 SCORED = Counter("apex_opportunities_scored_total", "Opportunities scored", ["decision"])
 DEAD_LETTERS = Counter(
     "apex_dead_letters_total", "Messages sent to the dead-letter topic", ["source"]
 )
-BATCH_SIZE = Histogram(
+BATCH_SIZE = BatchHistogram(
     "apex_batch_size",
-    "Opportunities per micro-batch",
+    "Opportunities per scored batch",
     buckets=(1, 8, 32, 64, 128, 256, 512, 1024, 2048, 4096),
 )
-LATENCY = Histogram(
+LATENCY = BatchHistogram(
     "apex_prediction_latency_seconds",
     "Record timestamp of an opportunity to its prediction being sent",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
-BATCH_SECONDS = Histogram(
+BATCH_SECONDS = BatchHistogram(
     "apex_batch_processing_seconds",
-    "Features, models and voting per batch",
+    "Decoding, features, models, voting, join and learning per fetched batch",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
 )
 OUTCOMES = Counter(
-    "apex_outcomes_total", "Outcomes joined with their scored features, or given up on", ["joined"]
+    "apex_outcomes_total",
+    "Outcomes: joined with their scored features, or given up on (expired)",
+    ["joined"],
 )
+SCORED_EXPIRED = Counter(
+    "apex_scored_expired_total",
+    "Scored opportunities forgotten without an outcome: after features_ttl_s, or evicted from "
+    "a full join ring",
+    ["reason"],
+)
+JOIN_WAITING = Gauge("apex_join_waiting", "Entries waiting in the outcome join", ["side"])
 PRICE_TICKS = Counter("apex_price_ticks_total", "Price ticks applied to the market state")
 PROVIDER = Gauge(
     "apex_model_provider_info", "Where each member runs (1 = in use)", ["member", "provider"]

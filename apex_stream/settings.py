@@ -53,10 +53,13 @@ class Settings(BaseSettings):
 
     batch_max_size: int = Field(default=1024, ge=1)
     batch_max_delay_ms: float = Field(default=5.0, gt=0)
+    prices_batch_delay_ms: float = Field(default=100.0, gt=0)
     app_id: str = "apex-stream"
     web_port: int = 6066
-    features_ttl_s: float = Field(default=600.0, gt=0)
+    features_ttl_s: float = Field(default=120.0, gt=0)
     outcome_wait_s: float = Field(default=60.0, ge=0)
+    scored_capacity: int = Field(default=250_000, ge=1)  # per partition
+    commit_interval_s: float = Field(default=1.0, gt=0)
     learner_snapshot_every: int = Field(default=2000, ge=1)
 
     monitor_features: tuple[str, ...] = (

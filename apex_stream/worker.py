@@ -1,9 +1,12 @@
-"""A worker: the pipeline's app with every agent attached, and how to run it."""
+"""A worker: the pipeline's app with the prices agent, the batch data path, the HTTP views and
+live reload, and how to run it."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
 
 import faust
 
@@ -11,35 +14,71 @@ from . import api
 from .app import Pipeline
 from .features import agent as features_agent
 from .features.agent import MarketView
-from .inference import agent as inference_agent
-from .inference.agent import Scorer
 from .inference.control import follow
 from .inference.ensemble import Ensemble
 from .inference.registry import Manifest
-from .learning import agent as learning_agent
-from .learning.agent import Learning
+from .inference.scoring import Scorer
+from .learning.monitor import Monitor
+from .learning.outcomes import Learning
 from .metrics import MODEL_REVISION, PROVIDER
 from .settings import Settings
+from .stream.process import Process
+from .stream.source import BatchSource
 from .topics import TopicAdmin
 
 log = logging.getLogger("apex_stream.worker")
 
 
-def build(settings: Settings) -> Pipeline:
-    """The app with the prices, opportunities and outcomes agents and the HTTP views."""
+def build(settings: Settings) -> tuple[Pipeline, BatchSource]:
+    """The app with the prices agent, the batch data path (opportunities and outcomes), the
+    HTTP views and live reload."""
     pipeline = Pipeline(settings)
     ensemble = Ensemble(settings)
-    learning = Learning(pipeline, ensemble.online, ensemble.online_means, settings.threshold)
+    learning = Learning(
+        ensemble.online, ensemble.online_means, settings.threshold, settings.learner_snapshot_every
+    )
     scorer = Scorer(ensemble, MarketView(pipeline))
+    process = Process(settings, scorer, learning, Monitor(settings, source=f"worker-{os.getpid()}"))
+    source = BatchSource(pipeline, process)
     features_agent.attach(pipeline)
-    inference_agent.attach(pipeline, scorer, learning)
-    learning_agent.attach(pipeline, learning)
-    api.attach(pipeline, scorer, learning)
+    attach_stream(pipeline, source)
+    api.attach(pipeline, process, source)
     attach_reload(pipeline, scorer, learning)
     for member, provider in ensemble.providers.items():
         PROVIDER.labels(member, provider).set(1)
     MODEL_REVISION.set(ensemble.revision)
-    return pipeline
+    return pipeline, source
+
+
+def attach_stream(pipeline: Pipeline, source: BatchSource) -> None:
+    """Start the batch data path with the app; report the monitor's figures periodically."""
+    app, process = pipeline.app, source.process
+
+    @app.task
+    async def start_batch_path() -> None:
+        learning, table = process.learning, pipeline.learner_state
+        blob = table.get(pipeline.settings.app_id.encode())  # tables are recovered by now
+        if blob is not None:
+            learning.restore(blob)
+        settle_garbage_collector()
+        await app.add_runtime_dependency(source)
+
+    @app.timer(interval=pipeline.settings.metrics_every_s)
+    async def report() -> None:
+        """Threshold alerts and this period's figures to the alerts and metrics topics."""
+        monitor = process.monitor
+        if source.owned:  # started
+            await source.publish([*monitor.health(), monitor.metric()])
+
+
+def settle_garbage_collector() -> None:
+    """Stop the collector from rescanning what start-up built (the app, the models: hundreds of
+    thousands of objects) on every full collection, and collect the young generation less
+    often: the batch path allocates per batch and frees by reference counting. Measured in
+    bench/pipeline.md: collections took a fifth of the worker's time without this."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def attach_reload(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> None:
@@ -50,7 +89,7 @@ def attach_reload(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> Non
         return Ensemble(settings, learning.learner, manifest, previous=scorer.ensemble)
 
     def install(ensemble: Ensemble, reason: str) -> None:
-        # between two batches: the agent reads ``scorer.ensemble`` once per batch
+        # between two batches: the batch path reads ``scorer.ensemble`` once per batch
         scorer.ensemble = ensemble
         learning.learner, learning.means = ensemble.online, ensemble.online_means
         MODEL_REVISION.set(ensemble.revision)
@@ -76,7 +115,7 @@ def run(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)  # before the app exists, so Faust binds to it
-    pipeline = build(settings)
+    pipeline, _ = build(settings)
     loop.run_until_complete(declare_internal_topics(pipeline))
     worker = faust.Worker(pipeline.app, loop=loop, loglevel=settings.log_level.lower())
     # Faust's terminal spinner turns every DEBUG call into a log record (and a redraw) at

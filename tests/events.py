@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from apex_stream.events import Opportunity, Prediction
+from apex_stream.events import Opportunity, Outcome, Prediction
 
 
 def prediction(i: int, chain: str = "ethereum", route: str = "r1", score: float = 0.5):
@@ -63,4 +63,18 @@ def prediction_for(o: Opportunity, score: float, **fields: Any) -> Prediction:
             "timestamp": o.timestamp + 0.01,
         }
         | fields
+    )
+
+
+def outcome_for(o: Opportunity, success: bool) -> Outcome:
+    """The outcome of ``o``, executed now: 4 USD won, or 1 USD of gas lost."""
+    return Outcome(
+        opportunity_id=o.opportunity_id,
+        route_id=o.route_id,
+        chain=o.chain,
+        success=success,
+        realized_profit_usd=4.0 if success else -1.0,
+        gas_used=150_000,
+        gas_cost_usd=1.0,
+        executed_at=time.time(),
     )

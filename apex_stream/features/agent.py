@@ -63,7 +63,7 @@ def attach(pipeline: Pipeline) -> None:
 
     @pipeline.app.agent(pipeline.prices, name="prices")
     async def prices(stream):  # noqa: ANN001, ANN202 (faust agent signature)
-        delay = settings.batch_max_delay_ms / 1000
+        delay = settings.prices_batch_delay_ms / 1000
         async for events in stream.take_events(settings.batch_max_size, within=delay):
             messages = [e.message for e in events]
             await pipeline.guarded(messages, apply(messages))

@@ -28,6 +28,8 @@ from .xgb_member import XGBoostMember
 #: Members loaded from files, each possibly in several versions during an A/B test. The online
 #: learner is one live model per worker (it keeps learning), so it is never split.
 FILE_MEMBERS = ("xgboost", "onnx")
+#: Every member, in the order of the scored state's member columns.
+MEMBERS = (*FILE_MEMBERS, "online")
 
 
 class Model(Protocol):

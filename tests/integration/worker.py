@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from apex_stream.settings import Settings
 from tests.integration.processes import running_command
@@ -32,6 +33,22 @@ def get(port: int, path: str) -> Any:
     """GET a worker's JSON view."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
         return json.loads(response.read())
+
+
+def metrics(port: int) -> dict[str, float]:
+    """A worker's Prometheus samples by name and labels: ``apex_outcomes_total{joined="yes"}``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        families = text_string_to_metric_families(response.read().decode())
+    return {
+        sample.name
+        + (
+            "{" + ",".join(f'{k}="{v}"' for k, v in sample.labels.items()) + "}"
+            if sample.labels
+            else ""
+        ): sample.value
+        for family in families
+        for sample in family.samples
+    }
 
 
 def post(port: int, path: str, body: bytes) -> tuple[int, Any]:

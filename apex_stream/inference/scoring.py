@@ -1,0 +1,90 @@
+"""Scoring a batch of opportunities: features, every member once, the vote; and the batch's
+predictions as Kafka payloads. The stream and the HTTP API score with the same :class:`Scorer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+import numpy as np
+
+from ..events import Opportunity, Prediction
+from ..features import FEATURE_VERSION, opportunity_features
+from ..features.agent import MarketView
+from ..features.opportunity import route_keys
+from .ensemble import MEMBERS, Ensemble, Scores
+
+
+class Scorer:
+    """Features, ensemble and voting for a batch of opportunities."""
+
+    def __init__(self, ensemble: Ensemble, view: MarketView) -> None:
+        self.ensemble = ensemble
+        self.view = view
+
+    def score(self, opportunities: Sequence[Opportunity]) -> tuple[np.ndarray, Scores]:
+        """The feature matrix and the ensemble's scores for a batch."""
+        keys = route_keys(opportunities)
+        X = opportunity_features(opportunities, self.view.refresh(set(keys)), keys)
+        return X, self.ensemble.score(X, [o.route_id for o in opportunities])
+
+
+#: A Prediction built from values the batch already checked (finite scores and times), so
+#: ``__post_init__``'s per-event checks are skipped; it encodes exactly as a Prediction.
+_Checked = msgspec.defstruct(
+    "Prediction", [], bases=(Prediction,), namespace={"__post_init__": lambda self: None}
+)
+_encoder = msgspec.json.Encoder()
+
+
+def encode_predictions(
+    opportunities: Sequence[Opportunity],
+    X: np.ndarray,
+    scores: Scores,
+    latency_ms: np.ndarray,
+    now: float,
+) -> list[bytes]:
+    """Each opportunity's prediction, JSON-encoded in one call for the whole batch, with the
+    features it was scored with (NaN, a missing feature, encodes as null)."""
+    voting = scores.voting
+    threshold, strategy = voting.threshold, voting.strategy
+    rows = [
+        _Checked(
+            o.opportunity_id,
+            o.route_id,
+            o.chain,
+            score,
+            decision,
+            threshold,
+            strategy,
+            member_scores,
+            versions,
+            latency,
+            o.timestamp,
+            now,
+            FEATURE_VERSION,
+            features,
+        )
+        for o, score, decision, member_scores, versions, latency, features in zip(
+            opportunities,
+            scores.vote.score.tolist(),
+            scores.vote.decision.tolist(),
+            scores.rows,
+            scores.version_rows,
+            latency_ms.tolist(),
+            X.tolist(),
+            strict=True,
+        )
+    ]
+    return _encoder.encode_lines(rows).split(b"\n")[:-1]
+
+
+def member_matrix(scores: Scores) -> tuple[np.ndarray, np.ndarray]:
+    """Member scores (n, members) and the versions that produced them, in ``MEMBERS`` order."""
+    n = len(scores.vote.score)
+    matrix = np.column_stack([scores.members[m] for m in MEMBERS])
+    versions = np.empty((n, len(MEMBERS)), object)
+    for j, member in enumerate(MEMBERS):
+        versions[:, j] = scores.versions[member]
+    return matrix, versions

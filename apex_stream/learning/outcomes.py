@@ -1,0 +1,66 @@
+"""What joined outcomes teach a worker: the online learner learns them, and every member
+version's performance is booked from them.
+
+The online learner is snapshotted to the ``learner-state`` GlobalTable every
+``learner_snapshot_every`` outcomes and restored from it when the worker starts again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..features import impute
+from ..inference.ensemble import MEMBERS
+from ..metrics import ONLINE_LEARNED
+from .join import Joined
+from .online import OnlineLearner
+from .performance import PerformanceBook
+
+log = logging.getLogger("apex_stream.learning")
+
+
+class Learning:
+    """The online learner and the performance book of one worker."""
+
+    def __init__(
+        self, learner: OnlineLearner, means: np.ndarray, threshold: float, snapshot_every: int
+    ) -> None:
+        self.learner = learner
+        self.means = means
+        self.book = PerformanceBook(threshold)
+        self.snapshot_every = snapshot_every
+        self._since_snapshot = 0
+
+    def restore(self, blob: bytes) -> None:
+        """Continue from a snapshot of the learner-state table (when it fits the features)."""
+        restored = OnlineLearner.restore(blob)
+        if restored.features == self.learner.features:
+            self.learner.adopt(restored)
+            log.info("online learner restored (%d outcomes learned)", restored.learned)
+
+    def learn(self, joined: Joined) -> bytes | None:
+        """Book and learn a batch of joined outcomes; returns a snapshot when one is due."""
+        if not len(joined):
+            return None
+        for j, member in enumerate(MEMBERS):
+            scores, versions = joined.scores[:, j], joined.versions[:, j]
+            for version in set(versions.tolist()):
+                rows = versions == version
+                self.book.update(
+                    member,
+                    version,
+                    scores[rows],
+                    joined.success[rows],
+                    joined.profit[rows],
+                    joined.latency_ms[rows],
+                )
+        X = impute(joined.X.astype(np.float64), self.means)
+        self.learner.learn(X, joined.success)
+        ONLINE_LEARNED.set(self.learner.learned)
+        self._since_snapshot += len(joined)
+        if self._since_snapshot < self.snapshot_every:
+            return None
+        self._since_snapshot = 0
+        return self.learner.snapshot()
