@@ -30,13 +30,14 @@ from .events import Prediction, decode
 from .produce import produce_market
 from .settings import Settings
 from .sink import migrations
+from .stream.source import skip_backlog
 from .topics import TopicAdmin
 
 COMMANDS = ("worker", "sink", "lifecycle", "bridge")
 
 
 class Figures:
-    """Rolling figures over the predictions topic."""
+    """Rolling figures over the predictions topic, as a consumer of it sees them."""
 
     def __init__(self, window: int = 20_000) -> None:
         self.latency_ms: deque[float] = deque(maxlen=window)
@@ -45,8 +46,11 @@ class Figures:
         self.executed = 0
 
     def add(self, prediction: Prediction) -> None:
+        """Latency: from the opportunity's produce time (its record time, which the worker's
+        ``latency_ms`` counts from) to this prediction's arrival here."""
         now = time.time()
-        self.latency_ms.append((prediction.timestamp - prediction.opportunity_timestamp) * 1e3)
+        produced = prediction.timestamp - prediction.latency_ms / 1e3
+        self.latency_ms.append((now - produced) * 1e3)
         self.arrivals.append(now)
         self.total += 1
         self.executed += prediction.decision
@@ -64,16 +68,26 @@ def _worker_json(port: int, path: str) -> dict[str, Any]:
         return {}
 
 
+def _known(value: Any, spec: str) -> str:
+    """``value`` formatted, or "–" while it is not known yet (None or NaN)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return format(value, spec)
+
+
 def _view(figures: Figures, summary: dict[str, Any], started: float, settings: Settings) -> Group:
     head = Table.grid(padding=(0, 3))
-    lat = np.array(figures.latency_ms) if figures.latency_ms else np.zeros(1)
-    p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+    if figures.latency_ms:
+        p50, p95, p99 = np.percentile(np.array(figures.latency_ms), [50, 95, 99]).tolist()
+    else:
+        p50 = p95 = p99 = None
+    share = figures.executed / figures.total if figures.total else None
     head.add_row("predictions", f"{figures.total:,}", "rate (5 s)", f"{figures.rate():,.0f}/s")
     head.add_row(
-        "latency p50/p95/p99",
-        f"{p50:.1f} / {p95:.1f} / {p99:.1f} ms",
+        "latency p50/p95/p99 (produced to received)",
+        " / ".join(_known(v, ".1f") for v in (p50, p95, p99)) + " ms",
         "execute share",
-        f"{figures.executed / max(figures.total, 1):.1%}",
+        _known(share, ".1%"),
     )
     head.add_row(
         "providers",
@@ -94,12 +108,12 @@ def _view(figures: Figures, summary: dict[str, Any], started: float, settings: S
     for key, perf in sorted(summary.get("performance", {}).items()):
         models.add_row(
             key,
-            f"{perf['samples']:,}",
-            f"{perf['auc']:.3f}",
-            f"{perf['accuracy']:.3f}",
-            f"{perf['precision']:.3f}",
-            f"{perf['recall']:.3f}",
-            f"${perf['realized_profit_usd']:,.0f}",
+            _known(perf.get("samples"), ","),
+            _known(perf.get("auc"), ".3f"),
+            _known(perf.get("accuracy"), ".3f"),
+            _known(perf.get("precision"), ".3f"),
+            _known(perf.get("recall"), ".3f"),
+            "$" + _known(perf.get("realized_profit_usd"), ",.0f"),
         )
     footer = (
         f"worker API: http://127.0.0.1:{settings.web_port}/health · /metrics · /models/summary · "
@@ -133,6 +147,9 @@ async def run_demo(
     async with TopicAdmin(settings) as admin:
         await admin.create()
     migrations.upgrade(settings.db_url, quiet=True)
+    skipped = await skip_backlog(settings)
+    if skipped:
+        console.print(f"skipped {skipped:,} opportunities an earlier run left unscored (stale)")
     models = settings.home / "demo-models"
     shutil.rmtree(models, ignore_errors=True)
     shutil.copytree(settings.models_dir, models)

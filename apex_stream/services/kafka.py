@@ -96,7 +96,8 @@ class KafkaService:
                 "-DincludeScope=runtime",
                 f"-DoutputDirectory={self.libs}",
             ],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         if result.returncode != 0:
@@ -136,7 +137,8 @@ class KafkaService:
                     "-c",
                     str(props),
                 ],
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,  # the tool writes its reasons to either
                 text=True,
             )
             if result.returncode != 0:
@@ -188,7 +190,11 @@ class KafkaService:
                 raise ServiceError(f"Kafka exited with code {proc.returncode}:\n{tail}")
             return port_open("127.0.0.1", self.settings.kafka_port) and broker_answers(self.address)
 
-        wait_until(answers, timeout, f"Kafka on {self.address} (log: {self.log_file})", 0.5)
+        try:
+            wait_until(answers, timeout, f"Kafka on {self.address}", 0.5)
+        except ServiceError as exc:
+            tail = self.log_file.read_text(errors="replace")[-3000:]
+            raise ServiceError(f"{exc}; the end of {self.log_file}:\n{tail}") from None
         return True
 
     def stop(self, timeout: float = 30.0) -> bool:

@@ -105,19 +105,24 @@ class PostgresService:
             f"-c unix_socket_directories={self.data} -c max_connections=200 "
             "-c shared_buffers=256MB -c synchronous_commit=off"
         )
-        self._run(
-            bin_dir / "pg_ctl",
-            "start",
-            "-D",
-            self.data,
-            "-l",
-            self.log_file,
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            options,
-        )
+        try:
+            self._run(
+                bin_dir / "pg_ctl",
+                "start",
+                "-D",
+                self.data,
+                "-l",
+                self.log_file,
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+            )
+        except ServiceError as exc:  # pg_ctl says "see the log": show it
+            log = Path(self.log_file)
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+            raise ServiceError(f"{exc}\nthe end of {log}:\n{tail}") from None
         self._ensure_database()
         return True
 

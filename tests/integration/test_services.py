@@ -107,14 +107,19 @@ def test_external_services_are_not_started(private_env: dict[str, str]) -> None:
 def test_demo_starts_everything_from_cold_and_the_market_reaches_the_database(
     private_env: dict[str, str],
 ) -> None:
+    """A minute: long enough for outcomes of every model version to come back (their figures
+    are "not known yet" before that, which the view must show rather than crash on)."""
     env = private_env | {
         "APEX_WEB_PORT": "16511",
         "APEX_BRIDGE_PORT": "18775",
         "APEX_SINK_METRICS_PORT": "16512",
+        "COLUMNS": "200",  # the final view's table unabridged
     }
     try:
-        demo = cli("demo", "--duration", "15", "--rate", "200", env=env)
+        demo = cli("demo", "--duration", "60", "--rate", "200", env=env)
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        for member in ("xgboost", "onnx", "online"):  # the final view's per-model rows
+            assert f"{member}@1.0.0" in demo.stdout, demo.stdout[-3000:]
         assert "kafka on 127.0.0.1:29192 (started)" in demo.stdout
         assert "dashboard: http://" in demo.stdout
         url = f"postgresql+psycopg://apex@127.0.0.1:{PG_PORT}/apex"
