@@ -140,6 +140,11 @@ def retrain(
                 "candidate": classification_metrics(test.y, model.predict(test.X), threshold),
             }
 
+    if registry.manifest().testing():
+        raise RetrainError(
+            "an A/B test started while retraining (by an operator?): it goes on, and these "
+            "versions are not registered"
+        )
     created = now_iso()
     provenance = {"rows": float(n), "history_from": float(data.timestamp[0])}
     entries = []
