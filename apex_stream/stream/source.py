@@ -71,6 +71,7 @@ class BatchSource(Service):
         self._in_flight = deque()
         self._acked: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
+        self._committing: asyncio.Future[None] | None = None
         self._last_commit = self._last_expiry = 0.0
         self.consumer: AIOKafkaConsumer
         self.producer: AIOKafkaProducer
@@ -212,12 +213,28 @@ class BatchSource(Service):
             self._acked.update(positions)
 
     async def _commit_acked(self, force: bool = False) -> None:
+        """Commit what is acknowledged: every commit_interval_s in the background (the fetch
+        loop goes on meanwhile), or now and awaited with ``force``."""
         while self._in_flight and all(f.done() for f in self._in_flight[0][0]):
             await self._settle(1)
+        if self._committing is not None:
+            if not force and not self._committing.done():
+                return
+            await self._committing
+            self._committing = None
         now = time.monotonic()
         if not force and now - self._last_commit < self.settings.commit_interval_s:
             return
         self._last_commit = now
+        commit = self._commit(self._committable())
+        if force:
+            await commit
+        else:
+            self._committing = asyncio.ensure_future(commit)
+
+    def _committable(self) -> dict[TopicPartition, int]:
+        """Acknowledged positions not committed yet; an outcomes partition's no further than
+        its earliest outcome still waiting for its opportunity."""
         _, outcomes_topic = self.topics
         offsets = {}
         for tp, offset in self._acked.items():
@@ -226,13 +243,17 @@ class BatchSource(Service):
                 offset = offset if waiting is None else min(offset, waiting)
             if self._committed.get(tp) != offset:
                 offsets[tp] = offset
-        if offsets:
-            try:
-                await self.consumer.commit(offsets)
-            except KafkaError as exc:  # the next commit carries these offsets again
-                log.warning("committing %d offsets failed (%r); retrying later", len(offsets), exc)
-                return
-            self._committed.update(offsets)
+        return offsets
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:  # the next commit carries these offsets again
+            log.warning("committing %d offsets failed (%r); retrying later", len(offsets), exc)
+            return
+        self._committed.update(offsets)
 
     def _expire(self) -> None:
         now = time.time()
