@@ -12,6 +12,7 @@ import faust
 
 from . import api
 from .app import Pipeline
+from .errors import TopicError
 from .features import agent as features_agent
 from .features.agent import MarketView
 from .inference.control import follow
@@ -102,12 +103,25 @@ def attach_reload(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> Non
         await follow(settings, lambda: scorer.ensemble.revision, build, install)
 
 
-async def declare_internal_topics(pipeline: Pipeline) -> None:
-    """Create Faust's own topics and wait for their leaders (:meth:`Pipeline.internal_topics`)."""
+#: Topics whose partition p one worker holds together (the batch path follows prices).
+COPARTITIONED = ("prices", "opportunities", "outcomes", "predictions")
+
+
+async def prepare_topics(pipeline: Pipeline) -> None:
+    """Create Faust's own topics and wait for their leaders (:meth:`Pipeline.internal_topics`);
+    refuse to start when the co-partitioned topics differ in partition count."""
     async with TopicAdmin(pipeline.settings) as admin:
         created = await admin.ensure(pipeline.internal_topics())
+        states = {state.spec.name: state.partitions for state in await admin.describe()}
     if created:
         log.info("created Faust's topics %s", ", ".join(created))
+    counts = {name: states[name] for name in COPARTITIONED if states.get(name)}
+    if len(set(counts.values())) > 1:
+        raise TopicError(
+            f"partition counts differ: {counts}; a worker holds partition p of each of "
+            f"{', '.join(COPARTITIONED)}, so give them one count (topics/*.json, then "
+            "recreate them and `apex-stream topics create`)"
+        )
 
 
 def run(settings: Settings) -> None:
@@ -116,7 +130,7 @@ def run(settings: Settings) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)  # before the app exists, so Faust binds to it
     pipeline, _ = build(settings)
-    loop.run_until_complete(declare_internal_topics(pipeline))
+    loop.run_until_complete(prepare_topics(pipeline))
     worker = faust.Worker(pipeline.app, loop=loop, loglevel=settings.log_level.lower())
     # Faust's terminal spinner turns every DEBUG call into a log record (and a redraw) at
     # WARNING level: costly on the hot path, useless in a service
