@@ -1,17 +1,24 @@
-"""End-to-end benchmark of the stream pipeline against the real local broker.
+"""The stream pipeline on the real traffic mix, against the real local broker.
 
-    python bench/pipeline.py            # ~8 minutes; writes bench/pipeline.json and pipeline.md
+    python bench/pipeline.py            # ~15 minutes; writes bench/pipeline.json and pipeline.md
     python bench/pipeline.py --report   # rewrite bench/pipeline.md from bench/pipeline.json
 
-Measures, in one run, on fresh topics:
-  (a) sustained throughput, opportunities -> predictions, full ensemble (one worker process);
-  (b) end-to-end latency p50/p95/p99 at fixed offered loads: producer timestamp (the
-      opportunity's ``timestamp``, stamped when sent) to the prediction's Kafka record time;
-  (c) the same throughput with batch size 1 (per-event inference);
-  (d) the ceiling: a bare aiokafka consume-and-produce passthrough of the same messages;
-  (e) Faust's own ceiling here: an agent that only counts ``take_events`` (faust_ceiling.py);
-  (f) where the worker's time goes during (a): py-spy samples it for 12 s (needs py-spy).
-Market prices are produced first so features see a full market; outcomes are not produced.
+Every run offers what `apex-stream produce --rate R` sends (price ticks, opportunities, one
+outcome per opportunity after its block delay; bench/traffic.py), on fresh topics, through a
+librdkafka producer with its defaults; latency is what a consumer of `predictions` sees: from
+handing the opportunity to the producer to the prediction's arrival at a librdkafka consumer.
+
+  (a) capacity: one worker drains a backlog of the mix; then the highest rate it holds for
+      60 s with bounded lag (every prediction within a second, none left behind);
+  (b) latency p50/p95/p99 at 1,000, 5,000 and 10,000 opportunities/s offered;
+  (c) the same drain with batch size 1 (per-event inference);
+  (d) a bare aiokafka consume-and-produce passthrough of the same backlog (whole fetches in,
+      one batch per partition out: the I/O the worker does, without any work);
+  (e) two workers in one group draining the backlog;
+  (f) start: process start to the first prediction, with opportunities waiting;
+  (g) recovery: a worker killed with SIGKILL at 1,000/s offered and started again, until
+      every prediction arrives within a second again;
+  (h) where the worker's time goes while it drains (py-spy).
 """
 
 from __future__ import annotations
@@ -21,449 +28,439 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-import msgspec
 import numpy as np
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from apex_stream.events import Opportunity, Prediction, encode
 from apex_stream.settings import Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pyspy import stacks  # noqa: E402
-
-from apex_stream.simulator import MarketSimulator
 from apex_stream.topics import TopicAdmin
+
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+from procstat import cpu_ticks  # noqa: E402
+from pyspy import stacks  # noqa: E402
+from traffic import Arrivals, Sender, Traffic, start_worker  # noqa: E402
+
 from tests.integration.processes import stop_process  # noqa: E402
 
 HERE = Path(__file__).parent
-THROUGHPUT_N = int(os.environ.get("BENCH_N", "60000"))
-PER_EVENT_N = int(os.environ.get("BENCH_PER_EVENT_N", "5000"))
+LOG = HERE / ".worker.log"
+DRAIN_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "12"))  # of traffic at GEN_RATE
+GEN_RATE = 25_000.0
+HOLD_SECONDS = float(os.environ.get("BENCH_HOLD_SECONDS", "60"))
 LOADS = tuple(int(x) for x in os.environ.get("BENCH_LOADS", "1000,5000,10000").split(","))
-LOAD_SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "15"))
-PORT = 16200
+LOAD_SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "30"))
+PORTS = (16200, 16201)
+HZ = os.sysconf("SC_CLK_TCK")
 
 
-def market(n: int) -> tuple[list, list[Opportunity]]:
-    sim = MarketSimulator(42, start_time=time.time() - n / 200 - 30)
-    prices, opportunities = [], []
-    for step in sim.run(opportunities=n):
-        prices += step.prices
-        opportunities += step.opportunities
-    return prices, opportunities
-
-
-async def fresh(settings: Settings) -> None:
-    async with TopicAdmin(settings) as admin:
-        await admin.create()
-
-
-async def drop(settings: Settings) -> None:
-    """Delete a step's topics (its own and its worker's changelogs) so the broker stays lean."""
-    marker = settings.topic_prefix.rstrip(".")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    names = [t for t in await admin.list_topics() if marker in t]
-    if names:
-        await admin.delete_topics(names)
-    await admin.close()
-
-
-def start_worker(settings: Settings, extra: dict[str, str]) -> subprocess.Popen[bytes]:
-    env = (
-        os.environ
-        | {
-            "APEX_TOPIC_PREFIX": settings.topic_prefix,
-            "APEX_WEB_PORT": str(PORT),
-            "APEX_APP_ID": f"bench-{settings.topic_prefix.rstrip('.')}",
-            "APEX_LOG_LEVEL": "WARNING",
-        }
-        | extra
-    )
-    log = (HERE / ".worker.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "apex_stream.cli", "worker"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/health", timeout=2) as r:
-                if json.loads(r.read())["recovered"]:
-                    return proc
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("worker did not start; see bench/.worker.log")
-        time.sleep(0.5)
-
-
-def wait_for_prices(n: int, timeout: float = 120) -> None:
-    """Block until the worker has applied ``n`` price ticks (its startup backlog)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=5) as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith("apex_price_ticks_total ") and float(line.split()[1]) >= n:
-                    return
-        time.sleep(0.5)
-    raise RuntimeError(f"the worker did not apply {n} price ticks in {timeout}s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    stop_process(proc)
-    left = subprocess.run(
-        ["pgrep", "-f", "apex_stream.cli worker"], capture_output=True, text=True
-    ).stdout.split()
-    print(f"  worker {proc.pid} exited with {proc.returncode}; still running: {left}", flush=True)
-
-
-async def blast(settings: Settings, topic: str, values: list[bytes], keys: list[bytes]) -> None:
-    """Produce as fast as aiokafka can, in per-partition batches."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, max_batch_size=1_048_576, acks=1
-    )
-    await producer.start()
-    name = settings.topic_name(topic)
-    futures = [await producer.send(name, v, key=k) for v, k in zip(values, keys, strict=True)]
-    await asyncio.gather(*futures)
-    await producer.stop()
-
-
-async def record_times(settings: Settings, topic: str, n: int, timeout: float) -> np.ndarray:
-    """Kafka record timestamps (s) of the first ``n`` messages of a topic."""
-    consumer = AIOKafkaConsumer(
-        settings.topic_name(topic),
-        group_id=None,
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        max_poll_records=50_000,
-    )
-    await consumer.start()
-    times: list[int] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(times) < n and time.monotonic() < deadline:
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                times += [m.timestamp for m in msgs]
-    finally:
-        await consumer.stop()
-    return np.sort(np.array(times[:n])) / 1000.0
-
-
-def rate(times: np.ndarray) -> float:
-    """Messages per second between the 10th and 90th percentile of arrivals (steady state)."""
-    lo, hi = int(len(times) * 0.1), int(len(times) * 0.9)
-    return (hi - lo) / max(times[hi] - times[lo], 1e-9)
-
-
-async def throughput(batch_size: int, n: int, prices: list, opportunities: list) -> float:
+def fresh() -> Settings:
     settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
-    await fresh(settings)
-    await blast(settings, "prices", [encode(p) for p in prices], [p.key() for p in prices])
-    proc = start_worker(settings, {"APEX_BATCH_MAX_SIZE": str(batch_size)})
-    try:
-        wait_for_prices(len(prices))
-        opps = opportunities[:n]
-        await blast(settings, "opportunities", [encode(o) for o in opps], [o.key() for o in opps])
-        times = await record_times(settings, "predictions", n, timeout=600)
-    finally:
-        stop(proc)
-        await drop(settings)
-    if len(times) < n:
-        raise RuntimeError(f"only {len(times)} of {n} predictions arrived")
-    return rate(times)
+
+    async def create() -> None:
+        async with TopicAdmin(settings) as admin:
+            await admin.create()
+
+    asyncio.run(create())
+    return settings
 
 
-async def latency(load: int, prices: list, opportunities: list) -> dict[str, float]:
-    """Offer ``load`` opportunities/s for LOAD_SECONDS, stamped at send time."""
-    settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
-    await fresh(settings)
-    await blast(settings, "prices", [encode(p) for p in prices], [p.key() for p in prices])
-    proc = start_worker(settings, {})
-    n = int(load * LOAD_SECONDS)
-    pool = opportunities
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=1, acks=1)
-    await producer.start()
-    name = settings.topic_name("opportunities")
-    sent = 0
+def drop(settings: Settings) -> None:
+    """Delete a step's topics (its own and its workers' changelogs): the broker stays lean."""
+
+    async def delete() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        await admin.start()
+        marker = settings.topic_prefix.rstrip(".")
+        names = [t for t in await admin.list_topics() if marker in t]
+        if names:
+            await admin.delete_topics(names)
+        await admin.close()
+
+    asyncio.run(delete())
+
+
+def drain(traffic: Traffic, workers: int = 1, env: dict[str, str] | None = None) -> dict:
+    """The traffic produced first, then drained by ``workers`` workers: predictions/s."""
+    settings = fresh()
+    sender = Sender(settings)
+    sender.blast(traffic)
+    arrivals = Arrivals(settings, sender)
+    procs = [start_worker(settings, PORTS[i], LOG, env) for i in range(workers)]
+    ticks = [cpu_ticks(p.pid) for p in procs]
+    t0 = time.time()
     try:
-        wait_for_prices(len(prices))
-        t0 = time.monotonic()
-        tick = 0.005
-        while sent < n:
-            due = min(n, int((time.monotonic() - t0) * load) + 1)
-            now = time.time()
-            for i in range(sent, due):
-                o = msgspec.structs.replace(
-                    pool[i % len(pool)], timestamp=now, opportunity_id=f"lat-{i}"
-                )
-                await producer.send(name, encode(o), key=o.key())
-            sent = due
-            await asyncio.sleep(tick)
-        offered = n / (time.monotonic() - t0)
-        await producer.flush()
-        consumer = AIOKafkaConsumer(
-            settings.topic_name("predictions"),
-            group_id=None,
-            bootstrap_servers=settings.bootstrap_servers,
-            auto_offset_reset="earliest",
-            max_poll_records=50_000,
-        )
-        await consumer.start()
-        lat: list[float] = []
-        deadline = time.monotonic() + 120
-        while len(lat) < n and time.monotonic() < deadline:
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                for m in msgs:
-                    p = msgspec.json.decode(m.value, type=Prediction)
-                    lat.append(m.timestamp / 1000.0 - p.opportunity_timestamp)
-        await consumer.stop()
+        complete = arrivals.wait(traffic.opportunities, 600)
+        seconds = time.time() - t0
+        cores = sum(cpu_ticks(p.pid) - t for p, t in zip(procs, ticks, strict=True)) / HZ
     finally:
-        await producer.stop()
-        stop(proc)
-        await drop(settings)
-    ms = np.array(lat) * 1000
+        for proc in procs:
+            stop_process(proc)
+        arrivals.stop()
+        drop(settings)
+    if not complete:
+        raise RuntimeError(f"only {arrivals.count} of {traffic.opportunities} predictions")
     return {
-        "offered_per_s": offered,
-        "received": len(ms),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "max_ms": float(ms.max()),
+        "per_s": arrivals.rate(),
+        "opportunities": traffic.opportunities,
+        "counts": traffic.counts(),
+        "worker_cores": cores / seconds,
     }
 
 
-async def passthrough(n: int, opportunities: list) -> float:
-    """Bare aiokafka: consume opportunities and produce them unchanged, as fast as possible."""
-    settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
-    await fresh(settings)
-    opps = opportunities[:n]
-    await blast(settings, "opportunities", [encode(o) for o in opps], [o.key() for o in opps])
+def paced(rate: float, seconds: float, env: dict[str, str] | None = None) -> dict:
+    """``seconds`` of the mix offered at ``rate`` to one worker; latency of every prediction
+    (the first ``seconds / 6`` are warm-up and left out)."""
+    traffic = Traffic.simulate(rate, seconds + seconds / 6)
+    settings = fresh()
+    sender = Sender(settings)
+    proc = start_worker(settings, PORTS[0], LOG, env)
+    arrivals = Arrivals(settings, sender)
+    ticks = cpu_ticks(proc.pid)
+    try:
+        t0 = time.time()
+        sender.paced(traffic, rate)
+        sent_for = time.time() - t0
+        cores = (cpu_ticks(proc.pid) - ticks) / HZ / sent_for
+        complete = arrivals.wait(traffic.opportunities, 60)
+        behind = time.time() - t0 - sent_for
+        latency = arrivals.latency_ms()
+        numbers = np.array(sorted(set(arrivals.numbers)))
+    finally:
+        stop_process(proc)
+        arrivals.stop()
+        drop(settings)
+    measured = latency[numbers >= np.quantile(numbers, 1 / 7)] if len(latency) else latency
+    p50, p95, p99, top = np.percentile(measured, [50, 95, 99, 100]).tolist()
+    return {
+        "offered_per_s": traffic.opportunities / sent_for,
+        "opportunities": traffic.opportunities,
+        "complete": bool(complete),
+        "last_prediction_after_last_send_s": behind,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "max_ms": top,
+        "worker_cores": cores,
+    }
+
+
+def held(result: dict) -> bool:
+    """Bounded lag: every prediction came, the last within a second of the last send, and the
+    99th percentile within a second."""
+    return (
+        result["complete"]
+        and result["last_prediction_after_last_send_s"] < 1.0
+        and (result["p99_ms"] < 1000)
+    )
+
+
+async def _passthrough(settings: Settings, n: int) -> None:
+    """Bare aiokafka: whole fetches of opportunities and outcomes, each opportunity produced
+    unchanged to `predictions` in one batch per partition."""
+    topics = [settings.topic_name(t) for t in ("opportunities", "outcomes")]
     consumer = AIOKafkaConsumer(
-        settings.topic_name("opportunities"),
-        group_id=None,
         bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        max_poll_records=5_000,
+        enable_auto_commit=False,
+        fetch_min_bytes=64 * 1024,
+        fetch_max_wait_ms=5,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, linger_ms=1, max_batch_size=262_144, acks=-1
+        bootstrap_servers=settings.bootstrap_servers, acks="all", max_batch_size=1024 * 1024
     )
     await consumer.start()
     await producer.start()
+    consumer.assign([TopicPartition(t, p) for t in topics for p in range(6)])
+    for tp in consumer.assignment():
+        consumer.seek(tp, 0)
     out = settings.topic_name("predictions")
     seen = 0
+    pending = []
     while seen < n:
-        for msgs in (await consumer.getmany(timeout_ms=500)).values():
-            for m in msgs:
-                await producer.send(out, m.value, key=m.key)
-            seen += len(msgs)
-    await producer.flush()
+        fetch = await consumer.getmany(timeout_ms=5, max_records=1024)
+        for tp, records in fetch.items():
+            if tp.topic != topics[0]:
+                continue
+            batch = producer.create_batch()
+            for r in records:
+                if batch.append(key=r.key, value=r.value, timestamp=None) is None:
+                    pending.append(await producer.send_batch(batch, out, partition=tp.partition))
+                    batch = producer.create_batch()
+                    batch.append(key=r.key, value=r.value, timestamp=None)
+            pending.append(await producer.send_batch(batch, out, partition=tp.partition))
+            seen += len(records)
+    await asyncio.gather(*pending)
     await consumer.stop()
     await producer.stop()
-    result = rate(await record_times(settings, "predictions", n, timeout=120))
-    await drop(settings)
-    return result
+
+
+def passthrough(traffic: Traffic) -> dict:
+    settings = fresh()
+    sender = Sender(settings)
+    sender.blast(traffic)
+    arrivals = Arrivals(settings, sender)
+    script = (
+        "import asyncio, sys; sys.path.insert(0, 'bench'); from pipeline import _passthrough;"
+        "from apex_stream.settings import Settings;"
+        f"asyncio.run(_passthrough(Settings(topic_prefix={settings.topic_prefix!r}), "
+        f"{traffic.opportunities}))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=HERE.parent)
+    try:
+        complete = arrivals.wait(traffic.opportunities, 300)
+        proc.wait(60)
+    finally:
+        arrivals.stop()
+        drop(settings)
+    if not complete:
+        raise RuntimeError("the passthrough did not pass everything")
+    return {"per_s": arrivals.rate(), "opportunities": traffic.opportunities}
+
+
+def start_time(runs: int = 3) -> dict:
+    """Process start to the first prediction, 2,000 opportunities waiting (median of runs)."""
+    seconds = []
+    for _ in range(runs):
+        settings = fresh()
+        sender = Sender(settings)
+        sender.blast(Traffic.simulate(200, 10))
+        arrivals = Arrivals(settings, sender)
+        t0 = time.time()
+        proc = start_worker(settings, PORTS[0], LOG)
+        try:
+            arrivals.wait(1, 60)
+            seconds.append(min(arrivals.arrived) - t0)
+        finally:
+            stop_process(proc)
+            arrivals.stop()
+            drop(settings)
+    return {"median_s": float(np.median(seconds)), "runs_s": seconds}
+
+
+def recovery(rate: float = 1000, seconds: float = 60, kill_at: float = 20) -> dict:
+    """A worker killed with SIGKILL ``kill_at`` s into a paced run and started again: time
+    from the kill until predictions arrive within a second of their opportunity again."""
+    traffic = Traffic.simulate(rate, seconds)
+    settings = fresh()
+    sender = Sender(settings)
+    proc = start_worker(settings, PORTS[0], LOG)
+    arrivals = Arrivals(settings, sender)
+    killed = {}
+
+    def kill_and_restart() -> None:
+        time.sleep(kill_at)
+        killed["at"] = time.time()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed["proc"] = start_worker(settings, PORTS[0], LOG)
+        killed["ready"] = time.time()
+
+    killer = threading.Thread(target=kill_and_restart)
+    killer.start()
+    try:
+        sender.paced(traffic, rate)
+        killer.join()
+        complete = arrivals.wait(traffic.opportunities, 120)
+    finally:
+        stop_process(killed.get("proc", proc))
+        arrivals.stop()
+        drop(settings)
+    numbers = np.array(arrivals.numbers)
+    arrived = np.array(arrivals.arrived)
+    late = (arrived - sender.sent_at[numbers]) > 1.0
+    recovered = arrived[late].max() - killed["at"] if late.any() else 0.0
+    return {
+        "offered_per_s": rate,
+        "complete": bool(complete),
+        "restart_to_ready_s": killed["ready"] - killed["at"],
+        "kill_to_caught_up_s": float(recovered),
+        "predictions": int(len(set(arrivals.numbers))),
+        "redelivered": int(len(numbers) - len(set(arrivals.numbers))),
+        "opportunities": traffic.opportunities,
+    }
 
 
 STAGES = {
-    "Faust consumer fetch and dispatch": ("Fetcher._fetcher",),
-    "agents, in all (the stages below and Faust's per-event stream work)": (
-        "Agent._execute_actor",
-    ),
-    "  decode + validate": ("split_valid",),
-    "  features (incl. market view refresh)": ("opportunity_features", "MarketView.refresh"),
-    "  xgboost": ("XGBoostMember.predict",),
-    "  onnx": ("OnnxMember.predict",),
-    "  online learner": ("OnlineLearner.predict",),
-    "  building predictions": ("Scorer.predictions",),
-    "  producing predictions": ("Pipeline.send ",),
-    "  producing scored-table changelog": ("Pipeline.put_scored",),
-    "aiokafka producer sender (request encoding)": ("Sender._send_produce_req",),
+    "fetching (aiokafka: fetch responses into records)": ("AIOKafkaConsumer.getmany",),
+    "decoding and validating (per batch)": ("split_valid",),
+    "features (incl. market view)": ("opportunity_features", "MarketView.refresh"),
+    "xgboost": ("XGBoostMember.predict",),
+    "onnx": ("OnnxMember.predict",),
+    "online learner scoring": ("OnlineLearner.predict",),
+    "encoding predictions": ("encode_predictions",),
+    "outcome join": ("PartitionJoin.",),
+    "learning (online learner, performance)": ("Learning.learn",),
+    "drift and health monitor": ("Monitor.",),
+    "producing (aiokafka: batches into requests)": ("BatchSource._send", "Sender."),
+    "Faust: prices agent": ("attach.<locals>.prices",),
 }
 
 
-def shares(raw: Path) -> dict[str, float]:
-    inclusive: Counter[str] = Counter()
-    busy = 0
-    for frames, count in stacks(raw):
-        if "select (selectors.py" in frames[-1]:
-            continue
-        busy += count
-        for name, prefixes in STAGES.items():
-            if any(f.startswith(p) for f in frames for p in prefixes):
-                inclusive[name] += count
-    result = {name: inclusive[name] / busy for name in STAGES}
-    agents = next(iter(k for k in STAGES if k.startswith("agents")))
-    ours = sum(v for k, v in result.items() if k.startswith("  ") and "sender" not in k)
-    result["  remainder: Faust per-event stream work, acks, awaits"] = result[agents] - ours
-    return result
-
-
-async def profile(prices: list, opportunities: list) -> dict[str, float]:
-    """(f): shares of the worker's busy samples per stage while it runs at full load."""
-    settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
-    await fresh(settings)
-    await blast(settings, "prices", [encode(p) for p in prices], [p.key() for p in prices])
-    worker = start_worker(settings, {})
+def profile(traffic: Traffic) -> dict:
+    """(h): shares of the worker's samples holding the GIL, per stage, while it drains."""
+    settings = fresh()
+    sender = Sender(settings)
+    sender.blast(traffic)
+    arrivals = Arrivals(settings, sender)
+    proc = start_worker(settings, PORTS[0], LOG)
     raw = Path(tempfile.mkdtemp()) / "profile.txt"
+    spy = subprocess.Popen(
+        ["py-spy", "record", "-p", str(proc.pid), "-d", "8", "-r", "100", "--gil"]
+        + ["-f", "raw", "-o", str(raw)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        wait_for_prices(len(prices))
-        await blast(
-            settings,
-            "opportunities",
-            [encode(o) for o in opportunities],
-            [o.key() for o in opportunities],
-        )
-        spy = subprocess.Popen(
-            [
-                "py-spy",
-                "record",
-                "-p",
-                str(worker.pid),
-                "-d",
-                "12",
-                "-r",
-                "100",
-                "-f",
-                "raw",
-                "-o",
-                str(raw),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        await record_times(settings, "predictions", len(opportunities), 300)
+        arrivals.wait(traffic.opportunities, 600)
         spy.wait()
     finally:
-        stop(worker)
-        await drop(settings)
-    return shares(raw)
+        stop_process(proc)
+        arrivals.stop()
+        drop(settings)
+    counts: Counter[str] = Counter()
+    busy = 0
+    for frames, n in stacks(raw):
+        busy += n
+        for name, prefixes in STAGES.items():
+            if any(f.startswith(p) for f in frames for p in prefixes):
+                counts[name] += n
+    shares = {name: counts[name] / busy for name in STAGES}
+    shares["everything else (event loop, Faust, commits, metrics)"] = 1 - sum(shares.values())
+    return shares
 
 
-async def faust_ceiling(n: int, opportunities: list) -> float:
-    """(e): events/s through Faust's stream machinery alone, on a topic holding ``n``."""
-    settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
-    await fresh(settings)
-    opps = opportunities[:n]
-    await blast(settings, "opportunities", [encode(o) for o in opps], [o.key() for o in opps])
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(HERE / "faust_ceiling.py"),
-            settings.topic_name("opportunities"),
-            str(n),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    ).stdout.split()
-    await drop(settings)
-    return float(out[-1])
-
-
-async def main() -> None:
-    prices, opportunities = market(max(THROUGHPUT_N, 20_000))
-    print(
-        f"simulated {len(opportunities):,} opportunities, {len(prices):,} price ticks", flush=True
-    )
-    results: dict[str, object] = {
+def main() -> None:
+    results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; broker, worker and load generator share it",
+        f"{platform.python_version()}; broker, worker(s) and load generator share it",
         "command": "python bench/pipeline.py",
-        "n_throughput": THROUGHPUT_N,
-        "n_per_event": PER_EVENT_N,
     }
-    results["passthrough_per_s"] = await passthrough(THROUGHPUT_N, opportunities)
-    print(f"(d) passthrough: {results['passthrough_per_s']:,.0f}/s", flush=True)
-    results["faust_take_events_per_s"] = await faust_ceiling(THROUGHPUT_N, opportunities)
-    print(f"(e) faust take_events alone: {results['faust_take_events_per_s']:,.0f}/s", flush=True)
-    results["micro_batched_per_s"] = await throughput(
-        Settings().batch_max_size, THROUGHPUT_N, prices, opportunities
-    )
-    print(f"(a) micro-batched pipeline: {results['micro_batched_per_s']:,.0f}/s", flush=True)
-    results["per_event_per_s"] = await throughput(1, PER_EVENT_N, prices, opportunities)
-    print(f"(c) batch size 1: {results['per_event_per_s']:,.0f}/s", flush=True)
+    backlog = Traffic.simulate(GEN_RATE, DRAIN_SECONDS)
+    print(f"backlog: {backlog.counts()}", flush=True)
+    results["passthrough"] = passthrough(backlog)
+    print(f"(d) passthrough {results['passthrough']}", flush=True)
+    results["drain"] = drain(backlog)
+    print(f"(a) drain {results['drain']}", flush=True)
+    results["drain_two_workers"] = drain(backlog, workers=2)
+    print(f"(e) two workers {results['drain_two_workers']}", flush=True)
+    small = Traffic.simulate(GEN_RATE, 1)
+    results["drain_batch_size_1"] = drain(small, env={"APEX_BATCH_MAX_SIZE": "1"})
+    results["drain_batch_size_1_same_traffic"] = drain(small)
+    print(f"(c) batch size 1 {results['drain_batch_size_1']}", flush=True)
+    attempts = []
+    rate = round(results["drain"]["per_s"] * 0.9, -3)
+    for _ in range(3):
+        attempt = paced(rate, HOLD_SECONDS) | {"rate": rate}
+        attempt["held"] = held(attempt)
+        attempts.append(attempt)
+        print(f"(a) held at {rate:,.0f}/s? {attempt}", flush=True)
+        if attempt["held"]:
+            break
+        rate = round(rate * 0.8, -3)
+    results["hold_attempts"] = attempts
     results["latency"] = {}
     for load in LOADS:
-        results["latency"][str(load)] = await latency(load, prices, opportunities)
+        results["latency"][str(load)] = paced(load, LOAD_SECONDS)
         print(f"(b) {load}/s: {results['latency'][str(load)]}", flush=True)
+    results["start"] = start_time()
+    print(f"(f) start {results['start']}", flush=True)
+    results["recovery"] = recovery()
+    print(f"(g) recovery {results['recovery']}", flush=True)
     if shutil.which("py-spy"):
-        results["profile"] = await profile(prices, opportunities)
-    results["micro_batch_vs_per_event"] = (
-        results["micro_batched_per_s"] / results["per_event_per_s"]
-    )
-    results["share_of_passthrough"] = results["micro_batched_per_s"] / results["passthrough_per_s"]
+        results["profile"] = profile(backlog)
     (HERE / "pipeline.json").write_text(json.dumps(results, indent=2) + "\n")
     report(results)
 
 
 def report(r: dict) -> None:
-    """bench/pipeline.md: the figures of one run as tables, with the ratios."""
+    """bench/pipeline.md: the figures of one run."""
+    held_runs = [a for a in r["hold_attempts"] if a["held"]]
+    best = max(held_runs, key=lambda a: a["rate"]) if held_runs else None
+    drain_rate = r["drain"]["per_s"]
+    counts = r["drain"]["counts"]
+    per_one = r["drain_batch_size_1"]["per_s"]
+    same = r["drain_batch_size_1_same_traffic"]["per_s"]
     lines = [
         "# Pipeline benchmark results",
         "",
-        f"Measured by `{r['command']}` on {r['machine']}.",
+        f"Measured by `{r['command']}` on {r['machine']}. The traffic is the simulator's mix "
+        "as `apex-stream produce` sends it: price ticks, opportunities and one outcome per "
+        "opportunity after its block delay, produced by librdkafka (murmur2_random "
+        "partitioner, its default 5 ms linger); latency is from handing an opportunity to the "
+        "producer to its prediction's arrival at a librdkafka consumer.",
         "",
         "| measurement | opportunities/s |",
         "|---|---|",
-        f"| (a) micro-batched pipeline, full ensemble | {r['micro_batched_per_s']:,.0f} |",
-        f"| (c) same pipeline, batch size 1 (per-event inference) | {r['per_event_per_s']:,.0f} |",
-        f"| (d) bare aiokafka consume-and-produce passthrough | {r['passthrough_per_s']:,.0f} |",
-        f"| (e) Faust `take_events` alone (no work) | {r['faust_take_events_per_s']:,.0f} |",
+        f"| (a) one worker draining a backlog of {counts['opportunities']:,} opportunities, "
+        f"{counts['outcomes']:,} outcomes, {counts['prices']:,} price ticks | "
+        f"{drain_rate:,.0f} (worker {r['drain']['worker_cores']:.2f} cores) |",
+        "| (a) highest rate held for 60 s with bounded lag | "
+        + (f"{best['rate']:,.0f} |" if best else "none of the rates tried |"),
+        f"| (c) batch size 1, draining {r['drain_batch_size_1']['opportunities']:,} | "
+        f"{per_one:,.0f} (micro-batched on the same backlog: {same:,.0f}, "
+        f"{same / per_one:.1f}x) |",
+        f"| (d) bare aiokafka passthrough of the same backlog | {r['passthrough']['per_s']:,.0f} "
+        f"(the worker: {drain_rate / r['passthrough']['per_s']:.0%} of it) |",
+        f"| (e) two workers in one group draining it | {r['drain_two_workers']['per_s']:,.0f} "
+        f"({r['drain_two_workers']['per_s'] / drain_rate:.2f}x one) |",
         "",
-        f"- micro-batched / per-event: **{r['micro_batch_vs_per_event']:.1f}x**",
-        f"- micro-batched / passthrough ceiling: **{r['share_of_passthrough']:.1%}**",
+        "Held-rate attempts (60 s each; held: every prediction arrived, the last within 1 s of "
+        "the last send, p99 under 1 s):",
         "",
-        "| offered load | achieved | p50 | p95 | p99 | max |",
+        "| offered | p50 | p99 | last prediction after last send | worker cores | held |",
         "|---|---|---|---|---|---|",
+    ]
+    for a in r["hold_attempts"]:
+        lines.append(
+            f"| {a['offered_per_s']:,.0f}/s | {a['p50_ms']:,.1f} ms | {a['p99_ms']:,.1f} ms | "
+            f"{a['last_prediction_after_last_send_s']:.2f} s | {a['worker_cores']:.2f} | "
+            f"{'yes' if a['held'] else 'no'} |"
+        )
+    lines += [
+        "",
+        "| offered load | achieved | p50 | p95 | p99 | max | worker cores |",
+        "|---|---|---|---|---|---|---|",
     ]
     for load, lat in r["latency"].items():
         lines.append(
             f"| {int(load):,}/s | {lat['offered_per_s']:,.0f}/s | {lat['p50_ms']:,.1f} ms | "
-            f"{lat['p95_ms']:,.1f} ms | {lat['p99_ms']:,.1f} ms | {lat['max_ms']:,.1f} ms |"
+            f"{lat['p95_ms']:,.1f} ms | {lat['p99_ms']:,.1f} ms | {lat['max_ms']:,.1f} ms | "
+            f"{lat['worker_cores']:.2f} |"
         )
+    rec = r["recovery"]
     lines += [
         "",
-        "Latency: the opportunity's `timestamp` (set when sent) to its prediction's "
-        "Kafka record time. A load above the pipeline's throughput cannot be sustained: its "
-        "latency then grows with the queue for as long as the load lasts.",
-        "",
-        "## What limits the throughput",
-        "",
-        f"Faust's per-event stream machinery alone (e) carries "
-        f"{r['faust_take_events_per_s']:,.0f} events/s here, against "
-        f"{r['passthrough_per_s']:,.0f}/s for a bare aiokafka loop (d): every event passes "
-        "Faust's consumer thread, conductor, stream processors and acks one by one, while the "
-        "broker, the worker and the load generator share the 2 cores. Batches stay far below "
-        "their 1,024 limit, because Faust delivers only a few dozen events within the 5 ms "
-        "delay, so XGBoost's fixed cost per call (~0.2 ms) weighs too.",
+        f"- (f) start: process start to the first prediction {r['start']['median_s']:.1f} s "
+        f"(median of {len(r['start']['runs_s'])}: "
+        + ", ".join(f"{s:.1f}" for s in r["start"]["runs_s"])
+        + " s).",
+        f"- (g) recovery at {rec['offered_per_s']:,.0f}/s: SIGKILL, restarted at once (ready "
+        f"{rec['restart_to_ready_s']:.1f} s later); every prediction within 1 s of its "
+        f"opportunity again {rec['kill_to_caught_up_s']:.1f} s after the kill; "
+        f"{rec['predictions']:,} of {rec['opportunities']:,} opportunities predicted, "
+        f"{rec['redelivered']:,} predictions redelivered (at least once).",
         "",
     ]
     if "profile" in r:
         lines += [
-            "Share of the worker's busy samples during (a) (py-spy, 12 s):",
+            "## Where the worker's time goes while it drains (py-spy, samples holding the GIL)",
             "",
             "| stage | share |",
             "|---|---|",
+            *(f"| {name} | {share:.1%} |" for name, share in r["profile"].items()),
+            "",
         ]
-        lines += [
-            f"| {'· ' + name.strip() if name.startswith('  ') else name} | {share:.1%} |"
-            for name, share in r["profile"].items()
-        ]
-        lines.append("")
     (HERE / "pipeline.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -472,4 +469,4 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--report"]:
         report(json.loads((HERE / "pipeline.json").read_text()))
     else:
-        asyncio.run(main())
+        main()
