@@ -75,6 +75,16 @@ def _known(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def _scoring(settings: Settings) -> bool:
+    """The worker has recovered its tables and its batch path holds opportunities partitions
+    (the market starts only then: it would otherwise open the run with a queue)."""
+    health = _worker_json(settings.web_port, "/health")
+    topic = settings.topic_name("opportunities") + ":"
+    return bool(health.get("recovered")) and any(
+        a.startswith(topic) for a in health.get("assigned", [])
+    )
+
+
 def _view(figures: Figures, summary: dict[str, Any], started: float, settings: Settings) -> Group:
     head = Table.grid(padding=(0, 3))
     if figures.latency_ms:
@@ -154,7 +164,7 @@ async def run_demo(
     shutil.rmtree(models, ignore_errors=True)
     shutil.copytree(settings.models_dir, models)
     procs = [_spawn(settings, c, console, {"APEX_MODELS_DIR": str(models)}) for c in COMMANDS]
-    while not _worker_json(settings.web_port, "/health").get("recovered"):
+    while not _scoring(settings):
         for proc in procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"`apex-stream {proc.args[-1]}` exited; see its log")
