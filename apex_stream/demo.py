@@ -191,7 +191,10 @@ async def run_demo(
     try:
         with Live(console=console, refresh_per_second=2) as live:
             while not tasks[1].done():
-                summary = _worker_json(settings.web_port, "/models/summary")
+                # urllib blocks: off the loop that consumes the predictions being timed
+                summary = await asyncio.to_thread(
+                    _worker_json, settings.web_port, "/models/summary"
+                )
                 live.update(_view(figures, summary, started, settings))
                 await asyncio.sleep(1.0)
             await tasks[1]

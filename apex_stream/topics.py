@@ -136,6 +136,12 @@ class TopicAdmin:
                     return
                 await asyncio.sleep(0.1)
 
+    async def group_members(self, group: str) -> int:
+        """How many consumers are members of ``group`` now (0 when it is empty or unknown)."""
+        responses = await self._admin.describe_consumer_groups([group])
+        # each group: (error, id, state, protocol type, protocol, members, ...)
+        return sum(len(g[5]) for r in responses for g in r.groups if g[1] == group)
+
     async def describe(self) -> list[TopicState]:
         """Each declared topic with its partition count and any drift from its file."""
         names = [self.settings.topic_name(s) for s in self.specs]

@@ -37,9 +37,11 @@ from mode import Service
 
 from ..app import Pipeline
 from ..deadletter import dead_letter
+from ..errors import TopicError
 from ..events import Event, encode
 from ..metrics import BATCH_SECONDS
 from ..settings import Settings
+from ..topics import TopicAdmin
 from .process import Output, Process
 
 log = logging.getLogger("apex_stream.stream")
@@ -348,9 +350,17 @@ class BatchSource(Service):
 
 async def skip_backlog(settings: Settings) -> int:
     """Move the batch path's committed offsets of opportunities and outcomes to the ends of
-    their partitions (no worker of the app may be running); returns the opportunities skipped.
-    For a demo that starts afresh: an earlier run's unscored opportunities are stale."""
-    topics = [settings.topic_name(t) for t in ("opportunities", "outcomes")]
+    their partitions; returns the opportunities skipped. For a demo that starts afresh: an
+    earlier run's unscored opportunities are stale. Refuses while a worker of the app runs."""
+    names = ("opportunities", "outcomes")
+    async with TopicAdmin(settings) as admin:
+        counts = {s.spec.name: s.partitions or 0 for s in await admin.describe()}
+        if await admin.group_members(settings.app_id):
+            raise TopicError(
+                f"a worker of {settings.app_id!r} is running (its consumer group has members): "
+                "stop it before skipping the backlog"
+            )
+    tps = [TopicPartition(settings.topic_name(n), p) for n in names for p in range(counts[n])]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=f"{settings.app_id}-batch",
@@ -358,19 +368,14 @@ async def skip_backlog(settings: Settings) -> int:
     )
     await consumer.start()
     try:
-        await consumer.topics()  # the cluster's metadata: partitions of every topic
-        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-        if not tps:
-            return 0
+        consumer.assign(tps)  # aiokafka commits only for assigned partitions
         ends = await consumer.end_offsets(tps)
         committed = {tp: await consumer.committed(tp) for tp in tps}
-        skipped = sum(
-            end - (committed[tp] or 0) for tp, end in ends.items() if tp.topic == topics[0]
-        )
         await consumer.commit(ends)
-        return skipped
     finally:
         await consumer.stop()
+    opportunities = settings.topic_name(names[0])
+    return sum(end - (committed[tp] or 0) for tp, end in ends.items() if tp.topic == opportunities)
 
 
 async def read_range(

@@ -17,10 +17,12 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import create_engine, pool, text
 
 from apex_stream.client import EventProducer
+from apex_stream.errors import TopicError
 from apex_stream.events import Prediction, decode
 from apex_stream.settings import Settings
 from apex_stream.simulator import MarketSimulator, SimConfig
 from apex_stream.sink import migrations
+from apex_stream.stream.source import skip_backlog
 from apex_stream.topics import TopicAdmin
 from tests.events import opportunity, outcome_for
 from tests.integration.processes import running_command
@@ -234,3 +236,22 @@ async def test_an_outcome_before_its_opportunity_joins_when_it_is_scored(
         summary = get(port, "/models/summary")
     assert summary["online_learned"] == learned + 1
     assert summary["performance"]["xgboost@1.0.0"]["samples"] == 1
+
+
+async def test_skip_backlog_moves_the_batch_path_to_the_ends_and_refuses_while_a_worker_runs(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with TopicAdmin(settings) as admin:
+        await admin.create()
+    app = settings.model_copy(update={"app_id": worker_env(settings, 0)["APEX_APP_ID"]})
+    early = [opportunity(i, f"r-skip-{i}", ["WETH", "USDC"]) for i in range(5)]
+    async with EventProducer(settings) as producer:
+        await producer.send_many([*early, outcome_for(early[0], success=True)])
+    assert await skip_backlog(app) == 5
+    assert await skip_backlog(app) == 0
+    port = 16405
+    with (
+        running_worker(settings, port, tmp_path / "worker.log"),
+        pytest.raises(TopicError, match="is running"),
+    ):
+        await skip_backlog(app)
