@@ -20,13 +20,13 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from . import services
-from .events import Prediction, decode
+from .client import PredictionConsumer
+from .events import Prediction
 from .produce import produce_market
 from .settings import Settings
 from .sink import migrations
@@ -133,18 +133,9 @@ def _view(figures: Figures, summary: dict[str, Any], started: float, settings: S
 
 
 async def _watch(settings: Settings, figures: Figures) -> None:
-    consumer = AIOKafkaConsumer(
-        settings.topic_name("predictions"),
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="latest",
-    )
-    await consumer.start()
-    try:
-        async for message in consumer:
-            figures.add(decode(message.value, Prediction))
-    finally:
-        await consumer.stop()
+    async with PredictionConsumer(strict=True, settings=settings) as predictions:
+        async for prediction in predictions:
+            figures.add(prediction)
 
 
 async def run_demo(

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from .client import kafka_admin
 from .errors import TopicError
 from .events import EVENT_FOR_TOPIC, Event
 from .settings import Settings
@@ -83,7 +84,7 @@ class TopicAdmin:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.specs = load_specs(settings.topics_dir)
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        self._admin = kafka_admin(settings)
 
     async def __aenter__(self) -> TopicAdmin:
         await self._admin.start()

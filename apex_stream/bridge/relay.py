@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from ..client import kafka_consumer
 from ..settings import Settings
 from ..topics import TopicAdmin
 from . import metrics
@@ -17,6 +18,12 @@ from .hub import Hub
 from .protocol import CHANNELS, Batch, Channel, Routes, batch_of
 
 log = logging.getLogger(__name__)
+
+
+def reader(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer outside any group, for partitions it assigns itself; a fetch returns after
+    at most 100 ms even with little to relay."""
+    return kafka_consumer(settings, fetch_max_wait_ms=100)
 
 
 class Relay:
@@ -31,12 +38,7 @@ class Relay:
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
-        consumer = self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=100,
-        )
+        consumer = self.consumer = reader(self.settings)
         await consumer.start()
         try:
             partitions = await self._partitions()
@@ -102,12 +104,7 @@ async def replay(
     ``until`` (the offsets where the live stream takes over), at most ``limit`` messages per
     partition (the most recent ones)."""
     topic = settings.topic_name(channel.topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=100,
-    )
+    consumer = reader(settings)
     await consumer.start()
     try:
         tps = {p: TopicPartition(topic, p) for p in until}

@@ -16,10 +16,11 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
+from ..client import EventProducer, kafka_consumer
 from ..errors import InvalidEvent
-from ..events import ModelControl, decode, encode
+from ..events import ModelControl, decode
 from ..settings import Settings
 from .registry import Manifest
 
@@ -31,13 +32,9 @@ T = TypeVar("T")
 
 async def publish(settings: Settings, manifest: Manifest, reason: str) -> None:
     """Send a manifest revision to every worker (acknowledged by all in-sync replicas)."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        event = ModelControl(revision=manifest.revision, manifest=manifest.to_json(), reason=reason)
-        await producer.send_and_wait(settings.topic_name(TOPIC), encode(event), key=event.key())
-    finally:
-        await producer.stop()
+    event = ModelControl(revision=manifest.revision, manifest=manifest.to_json(), reason=reason)
+    async with EventProducer(settings) as producer:
+        await producer.send(event)
 
 
 async def follow(
@@ -51,9 +48,7 @@ async def follow(
     event loop. Runs until cancelled, retrying on errors."""
     tp = TopicPartition(settings.topic_name(TOPIC), 0)
     while True:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
-        )
+        consumer = kafka_consumer(settings)
         try:
             await consumer.start()
             while tp.topic not in await consumer.topics():

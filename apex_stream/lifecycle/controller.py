@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.console import Console
 from sqlalchemy import Engine, create_engine, text
 
-from ..errors import InvalidEvent
-from ..events import Alert, Event, Metric, decode, encode
+from ..client import EventConsumer, EventProducer
+from ..events import Alert, Event, Metric
 from ..inference.control import publish
 from ..inference.registry import Manifest, ModelEntry, Registry
 from ..settings import Settings
@@ -113,25 +112,21 @@ class Controller:
         self.engine = create_engine(settings.db_url, pool_pre_ping=True)
         self.console = console or Console(stderr=True)
         self.drift_at: datetime | None = None
-        self.producer: AIOKafkaProducer | None = None
+        self.producer: EventProducer | None = None
 
     async def run(self) -> None:
         """Run until cancelled."""
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers, acks="all"
-        )
-        await self.producer.start()
-        watch = asyncio.create_task(self.watch_drift())
-        try:
-            while True:
-                try:
-                    await self.step()
-                except Exception:  # noqa: BLE001 - one failed step must not end the controller
-                    log.exception("lifecycle step failed; trying again next interval")
-                await asyncio.sleep(self.settings.lifecycle_interval_s)
-        finally:
-            watch.cancel()
-            await self.producer.stop()
+        async with EventProducer(self.settings) as self.producer:
+            watch = asyncio.create_task(self.watch_drift())
+            try:
+                while True:
+                    try:
+                        await self.step()
+                    except Exception:  # noqa: BLE001 - a failed step must not end the controller
+                        log.exception("lifecycle step failed; trying again next interval")
+                    await asyncio.sleep(self.settings.lifecycle_interval_s)
+            finally:
+                watch.cancel()
 
     async def step(self) -> None:
         manifest = self.registry.manifest()
@@ -284,30 +279,16 @@ class Controller:
 
     async def watch_drift(self) -> None:
         """Remember the time of the latest drift alert (``drift.*``) on the alerts topic."""
-        consumer = AIOKafkaConsumer(
-            self.settings.topic_name("alerts"),
-            bootstrap_servers=self.settings.bootstrap_servers,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",  # drift before a restart still counts
-        )
-        await consumer.start()
-        try:
-            async for message in consumer:
-                try:
-                    alert = decode(message.value, Alert)
-                except InvalidEvent:
-                    continue
+        # from the beginning: drift before a restart still counts (invalid alerts are skipped)
+        async with EventConsumer(Alert, from_beginning=True, settings=self.settings) as alerts:
+            async for alert in alerts:
                 if alert.kind.startswith("drift."):
                     at = datetime.fromtimestamp(alert.timestamp, UTC)
                     if self.drift_at is None or at > self.drift_at:
                         self.drift_at = at
                         log.info("drift noted: %s", alert.message)
-        finally:
-            await consumer.stop()
 
     async def send(self, events: list[Event]) -> None:
         assert self.producer is not None
-        for event in events:
-            await self.producer.send_and_wait(
-                self.settings.topic_name(event.topic), encode(event), key=event.key()
-            )
+        await self.producer.send_many(events)
+        await self.producer.flush()

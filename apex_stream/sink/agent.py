@@ -26,12 +26,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from ..client import kafka_consumer, kafka_producer
 from ..deadletter import dead_letter
 from ..errors import InvalidEvent
 from ..events import (
@@ -83,15 +83,14 @@ class Sink:
         self.engine: Engine = create_engine(settings.db_url, pool_pre_ping=True)
         self.batch_records = batch_records
         self.by_topic = {settings.topic_name(cls.topic): cls for cls in SINK_EVENTS}
-        self.consumer = AIOKafkaConsumer(
+        self.consumer = kafka_consumer(
+            settings,
             *self.by_topic,
-            bootstrap_servers=settings.bootstrap_servers,
             group_id=f"{settings.app_id}-sink",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            from_beginning=True,
             max_poll_records=batch_records,
         )
-        self.producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+        self.producer = kafka_producer(settings, acks=1)  # the leader's acknowledgement only
         self.written: dict[str, int] = defaultdict(int)
         self.invalid = 0
         self.dead_lettered = 0

@@ -36,6 +36,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from ..app import Pipeline
+from ..client import kafka_consumer, kafka_producer
 from ..deadletter import dead_letter
 from ..errors import TopicError
 from ..events import Event, encode
@@ -82,23 +83,17 @@ class BatchSource(Service):
 
     async def on_start(self) -> None:
         settings = self.settings
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+        self.consumer = kafka_consumer(
+            settings,
             group_id=self.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            from_beginning=True,
             # the broker answers a fetch once it holds 64 KiB or after batch_max_delay_ms: few
             # large fetches under load (each costs the broker and this worker per request)
             fetch_min_bytes=64 * 1024,
             fetch_max_wait_ms=int(max(settings.batch_max_delay_ms, 1)),
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
-            acks="all",
-            linger_ms=0,
-            max_batch_size=1024 * 1024,
-        )
+        self.producer = kafka_producer(settings, linger_ms=0, max_batch_size=1024 * 1024)
         await self.consumer.start()
         await self.producer.start()
         app = self.pipeline.app
@@ -361,11 +356,7 @@ async def skip_backlog(settings: Settings) -> int:
                 "stop it before skipping the backlog"
             )
     tps = [TopicPartition(settings.topic_name(n), p) for n in names for p in range(counts[n])]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=f"{settings.app_id}-batch",
-        enable_auto_commit=False,
-    )
+    consumer = kafka_consumer(settings, group_id=f"{settings.app_id}-batch")
     await consumer.start()
     try:
         consumer.assign(tps)  # aiokafka commits only for assigned partitions
