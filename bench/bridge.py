@@ -286,14 +286,9 @@ class Bench:
 
     async def observe(self) -> None:
         """Kafka alone: receive time minus record time in a plain consumer of the same topic."""
-        from aiokafka import AIOKafkaConsumer
+        from apex_stream.client import kafka_consumer
 
-        consumer = AIOKafkaConsumer(
-            self.settings.topic_name("predictions"),
-            bootstrap_servers=self.settings.bootstrap_servers,
-            group_id=None,
-            auto_offset_reset="latest",
-        )
+        consumer = kafka_consumer(self.settings, self.settings.topic_name("predictions"))
         await consumer.start()
         try:
             while True:

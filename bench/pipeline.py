@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
+from apex_stream.client import kafka_admin, kafka_consumer, kafka_producer
 from apex_stream.settings import Settings
 from apex_stream.topics import TopicAdmin
 
@@ -79,7 +79,7 @@ def drop(settings: Settings) -> None:
     """Delete a step's topics (its own and its workers' changelogs): the broker stays lean."""
 
     async def delete() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        admin = kafka_admin(settings)
         await admin.start()
         marker = settings.topic_prefix.rstrip(".")
         names = [t for t in await admin.list_topics() if marker in t]
@@ -169,16 +169,13 @@ async def _passthrough(settings: Settings, n: int) -> None:
     """Bare aiokafka: whole fetches of opportunities and outcomes, each opportunity produced
     unchanged to `predictions` in one batch per partition."""
     topics = [settings.topic_name(t) for t in ("opportunities", "outcomes")]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
+    consumer = kafka_consumer(
+        settings,
         fetch_min_bytes=64 * 1024,
         fetch_max_wait_ms=5,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", max_batch_size=1024 * 1024
-    )
+    producer = kafka_producer(settings, max_batch_size=1024 * 1024)
     await consumer.start()
     await producer.start()
     consumer.assign([TopicPartition(t, p) for t in topics for p in range(6)])

@@ -35,12 +35,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from sqlalchemy import Engine, create_engine
 
-from apex_stream.client import EventProducer
+from apex_stream.client import EventProducer, kafka_admin, kafka_consumer
 from apex_stream.events import Event, Opportunity, Outcome, Prediction, PriceTick
 from apex_stream.features import FEATURE_VERSION, FEATURES
 from apex_stream.settings import Settings
@@ -228,8 +226,8 @@ class Offsets:
             for t in SINK_TOPICS
             for p in range(specs[t].partitions)
         ]
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+        self.admin = kafka_admin(settings)
+        self.consumer = kafka_consumer(settings)
 
     async def __aenter__(self) -> Offsets:
         await self.admin.start()

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer
 
 HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
@@ -45,6 +44,7 @@ from sink import (  # noqa: E402
     total_ticks,
 )
 
+from apex_stream.client import kafka_consumer  # noqa: E402
 from apex_stream.settings import Settings  # noqa: E402
 from apex_stream.topics import TopicAdmin  # noqa: E402
 
@@ -60,11 +60,7 @@ class Ages:
     small fetch there."""
 
     def __init__(self, settings: Settings, partitions: list[Any]) -> None:
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=4096,
-        )
+        self.consumer = kafka_consumer(settings, max_partition_fetch_bytes=4096)
         self.partitions = partitions
 
     async def __aenter__(self) -> Ages:

@@ -10,14 +10,17 @@ import asyncio
 import sys
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from apex_stream.client import kafka_admin, kafka_consumer, kafka_producer
+from apex_stream.settings import Settings
 
 
 async def main(bootstrap: str, n: int = 1000) -> None:
     topic = f"smoke-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    settings = Settings(kafka_bootstrap_servers=bootstrap)
+    admin = kafka_admin(settings)
     await admin.start()
     await admin.create_topics([NewTopic(topic, 3, 1, topic_configs={"retention.ms": "600000"})])
     again = await admin.create_topics([NewTopic(topic, 3, 1)])
@@ -26,18 +29,12 @@ async def main(bootstrap: str, n: int = 1000) -> None:
     assert ("retention.ms", "600000") in [e[:2] for e in configs[0].resources[0][4]]
     described = await admin.describe_topics([topic])
     assert len(described[0]["partitions"]) == 3
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = kafka_producer(settings)
     await producer.start()
     for i in range(n):
         await producer.send(topic, b"%d" % i, key=b"%d" % i)
     await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=topic,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = kafka_consumer(settings, topic, group_id=topic, from_beginning=True)
     await consumer.start()
     seen = set()
     async with asyncio.timeout(60):

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
+from apex_stream.client import kafka_admin
 from apex_stream.settings import Settings
 
 
@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 async def delete_topics(settings: Settings, marker: str) -> None:
     """Delete every topic whose name contains ``marker`` (the test's and Faust's own)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka_admin(settings)
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if marker in t]

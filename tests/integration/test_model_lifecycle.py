@@ -22,10 +22,9 @@ from typing import Any
 
 import pytest
 import xgboost as xgb
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import create_engine, pool
 
-from apex_stream.client import EventProducer
+from apex_stream.client import EventConsumer, EventProducer
 from apex_stream.events import Alert, Prediction, decode
 from apex_stream.inference.registry import Registry
 from apex_stream.settings import ROOT, Settings
@@ -92,17 +91,10 @@ class Alerts:
         self.seen: list[tuple[Alert, int]] = []
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            self.settings.topic_name("alerts"),
-            bootstrap_servers=self.settings.bootstrap_servers,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        try:
-            async for message in consumer:
-                self.seen.append((decode(message.value, Alert), self.market.outcomes_after_shift))
-        finally:
-            await consumer.stop()
+        alerts = EventConsumer(Alert, from_beginning=True, strict=True, settings=self.settings)
+        async with alerts:
+            async for alert in alerts:
+                self.seen.append((alert, self.market.outcomes_after_shift))
 
     async def first(
         self, kind: str, timeout: float, after: int = 0, post_shift: bool = False

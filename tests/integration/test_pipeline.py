@@ -11,9 +11,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from apex_stream.client import EventProducer
+from apex_stream.client import EventProducer, kafka_producer
 from apex_stream.events import DeadLetter, Metric, Opportunity, Prediction, decode
 from apex_stream.settings import Settings
 from apex_stream.simulator import MarketSimulator
@@ -56,11 +55,9 @@ async def test_twenty_thousand_opportunities_scored_and_invalid_dead_lettered(
         async with EventProducer(settings) as producer:
             await producer.send_many(prices)
             await producer.send_many(opportunities)
-        raw = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
-        await raw.start()
-        for payload in INVALID:
-            await raw.send_and_wait(settings.topic_name("opportunities"), payload, key=b"bad")
-        await raw.stop()
+        async with kafka_producer(settings) as raw:
+            for payload in INVALID:
+                await raw.send_and_wait(settings.topic_name("opportunities"), payload, key=b"bad")
         predictions = await collect(settings, "predictions", 20_000, timeout=180)
         letters = await collect(settings, "dead-letters", len(INVALID), timeout=30)
 

@@ -11,10 +11,9 @@ from collections import Counter
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
-from apex_stream.client import EventProducer
+from apex_stream.client import EventProducer, kafka_admin, kafka_consumer, kafka_producer
 from apex_stream.errors import InvalidEvent
 from apex_stream.events import Event, Opportunity, PriceTick, decode, encode
 from apex_stream.settings import Settings
@@ -24,13 +23,7 @@ from apex_stream.topics import TopicAdmin
 
 async def read_all(settings: Settings, topic: str, n: int, timeout: float = 120) -> list[bytes]:
     """Read ``n`` raw values from every partition of a topic, from the beginning."""
-    consumer = AIOKafkaConsumer(
-        settings.topic_name(topic),
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = kafka_consumer(settings, settings.topic_name(topic), from_beginning=True)
     await consumer.start()
     values: list[bytes] = []
     try:
@@ -55,7 +48,7 @@ async def test_topics_create_is_idempotent_and_matches_the_files(settings: Setti
 
 
 async def test_drift_in_partitions_and_config_is_reported(settings: Settings) -> None:
-    admin_client = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin_client = kafka_admin(settings)
     await admin_client.start()
     await admin_client.create_topics(
         [
@@ -98,12 +91,7 @@ async def test_messages_are_keyed_and_partitioned_as_declared(settings: Settings
     step = next(MarketSimulator(seed=3).run(opportunities=200, dt=5.0))
     async with EventProducer(settings) as producer:
         await producer.send_many(step.opportunities)
-    consumer = AIOKafkaConsumer(
-        settings.topic_name("opportunities"),
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-    )
+    consumer = kafka_consumer(settings, settings.topic_name("opportunities"), from_beginning=True)
     await consumer.start()
     partition_of: dict[bytes, int] = {}
     async with asyncio.timeout(60):
@@ -139,11 +127,9 @@ async def test_malformed_messages_from_the_broker_are_rejected_with_reasons(
             {k: v for k, v in fields.items() if k != "tokens"}
         ): "missing required field `tokens`",
     }
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
-    await producer.start()
-    for payload in [*cases, encode(good)]:
-        await producer.send_and_wait(settings.topic_name("opportunities"), payload, key=b"k")
-    await producer.stop()
+    async with kafka_producer(settings) as producer:
+        for payload in [*cases, encode(good)]:
+            await producer.send_and_wait(settings.topic_name("opportunities"), payload, key=b"k")
     received = await read_all(settings, "opportunities", len(cases) + 1)
     reasons: dict[bytes, str] = {}
     valid = []

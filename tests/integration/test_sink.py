@@ -13,11 +13,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, pool, text
 
-from apex_stream.client import EventProducer
+from apex_stream.client import EventProducer, kafka_consumer
 from apex_stream.events import Alert, DeadLetter, Metric, Prediction, decode, encode
 from apex_stream.services.postgres import PostgresService
 from apex_stream.settings import Settings
@@ -113,11 +113,7 @@ async def test_fifty_thousand_events_stored_once_and_replay_adds_nothing(
 async def reset_offsets(settings: Settings) -> None:
     """Commit the earliest offset of every partition of the sink's topics for the sink's
     (empty) group, as `kafka-consumer-groups --reset-offsets --to-earliest` does."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=f"{settings.app_id}-sink",
-        enable_auto_commit=False,
-    )
+    consumer = kafka_consumer(settings, group_id=f"{settings.app_id}-sink")
     specs = load_specs(settings.topics_dir)
     partitions = [
         TopicPartition(settings.topic_name(topic), p)

@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import create_engine, pool, text
 
-from apex_stream.client import EventProducer
+from apex_stream.client import EventProducer, kafka_consumer
 from apex_stream.errors import TopicError
 from apex_stream.events import Prediction, decode
 from apex_stream.settings import Settings
@@ -105,11 +104,7 @@ def stored(database: str) -> dict[str, tuple[int, int]]:
 async def predicted(settings: Settings, wanted: set[str], timeout: float) -> set[str]:
     """The opportunity ids of `predictions`, read until every wanted one came (or timeout):
     redelivered predictions count once."""
-    consumer = AIOKafkaConsumer(
-        settings.topic_name("predictions"),
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-    )
+    consumer = kafka_consumer(settings, settings.topic_name("predictions"), from_beginning=True)
     await consumer.start()
     seen: set[str] = set()
     try:

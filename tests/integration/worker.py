@@ -12,9 +12,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
+from apex_stream.client import kafka_consumer
 from apex_stream.settings import Settings
 from tests.integration.processes import running_command
 
@@ -76,12 +76,7 @@ def running_worker(
 
 async def collect(settings: Settings, topic: str, want: int, timeout: float) -> list[Any]:
     """Raw messages of a topic, from the beginning, until ``want`` arrived or ``timeout``."""
-    consumer = AIOKafkaConsumer(
-        settings.topic_name(topic),
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-    )
+    consumer = kafka_consumer(settings, settings.topic_name(topic), from_beginning=True)
     await consumer.start()
     messages: list[Any] = []
     try:
