@@ -3,7 +3,7 @@ configured voting strategy decides. Shared by the stream agent and the HTTP scor
 both score identically.
 
 During an A/B test a member has several serving versions: each opportunity's route is hashed to
-one of them by the traffic split (:func:`apex_stream.lifecycle.abtest.assign`), every version
+one of them by the traffic split (:func:`apex_stream.inference.routes.assign`), every version
 scores only its own rows, and the scores record which version produced each row.
 """
 
@@ -17,12 +17,12 @@ from typing import Protocol
 import numpy as np
 
 from ..features import impute
-from ..learning.online import OnlineLearner
-from ..lifecycle.abtest import assign
 from ..settings import Settings
 from ..voting import StackingParams, Vote, VotingConfig, vote
+from .online_member import OnlineLearner
 from .onnx_member import OnnxMember
 from .registry import Manifest, ModelEntry, Registry
+from .routes import assign
 from .xgb_member import XGBoostMember
 
 #: Members loaded from files, each possibly in several versions during an A/B test. The online

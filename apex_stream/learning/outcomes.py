@@ -13,9 +13,9 @@ import numpy as np
 
 from ..features import impute
 from ..inference.ensemble import MEMBERS
+from ..inference.online_member import OnlineLearner
 from ..metrics import ONLINE_LEARNED
 from .join import Joined
-from .online import OnlineLearner
 from .performance import PerformanceBook
 
 log = logging.getLogger("apex_stream.learning")

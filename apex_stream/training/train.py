@@ -15,10 +15,10 @@ import numpy as np
 from rich.console import Console
 
 from ..features import FEATURE_VERSION, FEATURES
+from ..inference.online_member import OnlineLearner
 from ..inference.onnx_member import OnnxMember
 from ..inference.registry import ModelEntry, Registry, sha256_of
 from ..inference.xgb_member import XGBoostMember
-from ..learning.online import OnlineLearner
 from ..voting import VotingConfig, fit_stacking, vote
 from .dataset import simulate
 from .metrics import classification_metrics, roc_auc

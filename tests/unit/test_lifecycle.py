@@ -17,7 +17,8 @@ import xgboost as xgb
 from apex_stream.features import FEATURES, impute
 from apex_stream.inference.ensemble import Ensemble
 from apex_stream.inference.registry import ModelError, Registry, validate
-from apex_stream.lifecycle.abtest import Arm, assign, decide, sequential_p, two_proportion_z
+from apex_stream.inference.routes import assign
+from apex_stream.lifecycle.abtest import Arm, decide, sequential_p, two_proportion_z
 from apex_stream.lifecycle.controller import ArmFigures
 from apex_stream.settings import Settings
 from apex_stream.training.retrain import next_version
