@@ -12,7 +12,7 @@ import logging
 import numpy as np
 
 from ..features import impute
-from ..inference.ensemble import MEMBERS
+from ..inference.members import MEMBERS
 from ..inference.online_member import OnlineLearner
 from ..metrics import ONLINE_LEARNED
 from .join import Joined

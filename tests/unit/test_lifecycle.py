@@ -209,7 +209,7 @@ def test_an_ab_test_scores_each_route_with_its_version(registry: Registry) -> No
     versions = [v["xgboost"] for v in scores.version_rows]
     assert versions == ["1.1.0" if c else "1.0.0" for c in on_candidate]
     assert {v["onnx"] for v in scores.version_rows} == {"1.0.0"}
-    (active, new) = ensemble.arms[0].models
+    (active, new) = ensemble.arms["xgboost"].models
     means = ensemble.means["xgboost"]
     expected = np.where(
         on_candidate, new.predict(impute(X, means)), active.predict(impute(X, means))
@@ -222,7 +222,7 @@ def test_an_ab_test_scores_each_route_with_its_version(registry: Registry) -> No
 
     # a promotion is a new revision that reuses the loaded candidate
     registry.promote("xgboost", "1.1.0")
-    promoted = Ensemble(settings, ensemble.online, registry.manifest(), previous=ensemble)
+    promoted = Ensemble(settings, registry.manifest(), previous=ensemble)
     assert promoted.versions["xgboost"] == "1.1.0" and promoted.xgboost is new
     assert promoted.online is ensemble.online  # the live learner keeps learning
 
