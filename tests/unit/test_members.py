@@ -10,9 +10,10 @@ import pytest
 
 from apex_stream.features import FEATURES
 from apex_stream.inference.ensemble import load_member
-from apex_stream.inference.members import MEMBERS, SPECS, SPLITTABLE, VOTING_WEIGHTS
+from apex_stream.inference.members import MEMBERS, SPECS, VOTING_WEIGHTS
 from apex_stream.inference.registry import ModelError, Registry
 from apex_stream.settings import Settings
+from apex_stream.voting import VotingConfig
 
 
 @pytest.mark.parametrize("name", MEMBERS)
@@ -29,10 +30,8 @@ def test_every_member_loads_with_the_one_surface(name: str) -> None:
     assert ((p >= 0) & (p <= 1)).all()
 
 
-def test_catalogue_derivations() -> None:
-    assert MEMBERS == ("xgboost", "onnx", "online")
-    assert SPLITTABLE == ("xgboost", "onnx")
-    assert VOTING_WEIGHTS == Settings().voting_weights == {"xgboost": 0.6, "onnx": 0.4}
+def test_settings_and_voting_take_their_defaults_from_the_catalogue() -> None:
+    assert Settings().voting_weights == VotingConfig().weights == VOTING_WEIGHTS
     assert SPECS["onnx"].threads(Settings(onnx_threads=3)) == 3
     assert SPECS["online"].threads(Settings()) == 1
 
