@@ -1,10 +1,10 @@
 """Turn the ensemble members' success probabilities into one score and an execute decision.
 
 Every strategy is a pure, vectorised function of a micro-batch: ``scores`` maps a member name
-("xgboost", "onnx", "online") to a float array of shape ``(n,)``. Execution is always strict
-(``score > threshold``) so that a neutral 0.5 at the default threshold of 0.5 never trades: the
-neutral value is what the strategies return when they have no opinion, and no opinion must not
-spend gas.
+(:data:`apex_stream.inference.members.MEMBERS`) to a float array of shape ``(n,)``. Execution
+is always strict (``score > threshold``) so that a neutral 0.5 at the default threshold of 0.5
+never trades: the neutral value is what the strategies return when they have no opinion, and no
+opinion must not spend gas.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from apex_stream.errors import ApexStreamError
+from apex_stream.inference.members import VOTING_WEIGHTS
 
 Strategy = Literal["weighted", "majority", "unanimous", "stacking"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -51,7 +52,7 @@ class VotingConfig:
 
     strategy: Strategy = "weighted"
     threshold: float = 0.5
-    weights: dict[str, float] = field(default_factory=lambda: {"xgboost": 0.6, "onnx": 0.4})
+    weights: dict[str, float] = field(default_factory=lambda: dict(VOTING_WEIGHTS))
     online_weight: float = 0.2
     stacking: StackingParams | None = None
 

@@ -87,7 +87,7 @@ def attach_reload(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> Non
     settings = pipeline.settings
 
     def build(manifest: Manifest) -> Ensemble:
-        return Ensemble(settings, learning.learner, manifest, previous=scorer.ensemble)
+        return Ensemble(settings, manifest, previous=scorer.ensemble)
 
     def install(ensemble: Ensemble, reason: str) -> None:
         # between two batches: the batch path reads ``scorer.ensemble`` once per batch

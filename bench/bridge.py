@@ -323,6 +323,7 @@ class Bench:
     async def produce(self, producer: Any, rate: int, stop: asyncio.Event) -> int:
         """Valid predictions at ``rate``/s until ``stop``; the producer stamps each record."""
         from apex_stream.events import Prediction
+        from apex_stream.inference.members import MEMBERS
 
         sent, t0 = 0, time.monotonic()
         while not stop.is_set():
@@ -338,8 +339,8 @@ class Bench:
                         decision=True,
                         threshold=0.5,
                         strategy="weighted",
-                        model_scores={"xgboost": 0.6, "onnx": 0.5, "online": 0.7},
-                        model_versions={"xgboost": "1.0.0", "onnx": "1.0.0", "online": "1.0.0"},
+                        model_scores={m: 0.6 for m in MEMBERS},
+                        model_versions={m: "1.0.0" for m in MEMBERS},
                         latency_ms=4.0,
                         opportunity_timestamp=now - 0.01,
                         timestamp=now,

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from apex_stream.features import impute
+from apex_stream.inference.online_member import CHUNK, OnlineLearner
 from apex_stream.inference.registry import Registry
-from apex_stream.learning.online import CHUNK, OnlineLearner
 from apex_stream.settings import ROOT
 from apex_stream.simulator import SimConfig
 from apex_stream.training.dataset import DAY_START, simulate_run
@@ -98,8 +98,9 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"The worker learns with chunk {CHUNK} (`apex_stream/learning/online.py`); chunk 1 is "
-        "river's per-sample SGD computed on arrays (a unit test holds it equal to `learn_one`).",
+        f"The worker learns with chunk {CHUNK} (`apex_stream/inference/online_member.py`); "
+        "chunk 1 is river's per-sample SGD computed on arrays (a unit test holds it equal to "
+        "`learn_one`).",
         "",
     ]
     (HERE / "online_learner.md").write_text("\n".join(lines))

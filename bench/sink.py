@@ -41,6 +41,7 @@ from sqlalchemy import Engine, create_engine
 from apex_stream.client import EventProducer, kafka_admin, kafka_consumer
 from apex_stream.events import Event, Opportunity, Outcome, Prediction, PriceTick
 from apex_stream.features import FEATURE_VERSION, FEATURES
+from apex_stream.inference.members import MEMBERS
 from apex_stream.settings import Settings
 from apex_stream.simulator import MarketSimulator
 from apex_stream.sink import migrations
@@ -81,8 +82,8 @@ def events(n: int, seed: int = 3) -> dict[type[Event], list[Any]]:
             prediction_for(
                 o,
                 0.6,
-                model_scores={"xgboost": 0.6, "onnx": 0.5, "online": 0.7},
-                model_versions={"xgboost": "1.0.0", "onnx": "1.0.0", "online": "1.0.0"},
+                model_scores={m: 0.6 for m in MEMBERS},
+                model_versions={m: "1.0.0" for m in MEMBERS},
                 latency_ms=4.0,
                 feature_version=FEATURE_VERSION,
                 features=[None if rng.random() < 0.05 else rng.random() for _ in FEATURES],

@@ -1,1 +1,2 @@
-"""Model members, execution-provider selection and registry loading for the scoring worker."""
+"""The member catalogue and every member, route assignment, execution-provider selection,
+registry loading and the ensemble, for the scoring worker."""

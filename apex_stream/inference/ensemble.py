@@ -3,7 +3,7 @@ configured voting strategy decides. Shared by the stream agent and the HTTP scor
 both score identically.
 
 During an A/B test a member has several serving versions: each opportunity's route is hashed to
-one of them by the traffic split (:func:`apex_stream.lifecycle.abtest.assign`), every version
+one of them by the traffic split (:func:`apex_stream.inference.routes.assign`), every version
 scores only its own rows, and the scores record which version produced each row.
 """
 
@@ -12,31 +12,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..features import impute
-from ..learning.online import OnlineLearner
-from ..lifecycle.abtest import assign
 from ..settings import Settings
 from ..voting import StackingParams, Vote, VotingConfig, vote
-from .onnx_member import OnnxMember
+from .members import SPECS, Member, MemberSpec
 from .registry import Manifest, ModelEntry, Registry
-from .xgb_member import XGBoostMember
+from .routes import assign
 
-#: Members loaded from files, each possibly in several versions during an A/B test. The online
-#: learner is one live model per worker (it keeps learning), so it is never split.
-FILE_MEMBERS = ("xgboost", "onnx")
-#: Every member, in the order of the scored state's member columns.
-MEMBERS = (*FILE_MEMBERS, "online")
-
-
-class Model(Protocol):
-    name: str
-    version: str
-
-    def predict(self, X: np.ndarray) -> np.ndarray: ...
+if TYPE_CHECKING:
+    from .online_member import OnlineLearner
+    from .onnx_member import OnnxMember
+    from .xgb_member import XGBoostMember
 
 
 @dataclass(frozen=True)
@@ -45,7 +35,7 @@ class Arms:
     their traffic split."""
 
     name: str
-    models: tuple[Model, ...]
+    models: tuple[Member, ...]
     means: tuple[np.ndarray, ...]
     weights: tuple[float, ...]
 
@@ -122,81 +112,90 @@ def training_means(entry: ModelEntry) -> np.ndarray:
     return np.array(entry.params["impute"], dtype=np.float64)
 
 
-def load_member(registry: Registry, entry: ModelEntry, *, device: str, threads: int) -> Model:
-    """One version of a file member (checksum and feature version verified on loading)."""
-    data = registry.load_bytes(entry)
-    if entry.name == "xgboost":
-        return XGBoostMember(data, entry.version, device=device, threads=threads)
-    return OnnxMember(data, entry.version, device=device, threads=threads)
+def serving(manifest: Manifest, spec: MemberSpec) -> tuple[list[ModelEntry], tuple[float, ...]]:
+    """The versions of a member that take traffic (the active one first) and their weights; a
+    member that cannot be split serves its active version alone."""
+    if spec.splittable:
+        entries = manifest.serving(spec.name)
+        return entries, tuple(e.traffic for e in entries)
+    return [manifest.active(spec.name)], (1.0,)
+
+
+def load_member(registry: Registry, entry: ModelEntry, *, device: str, threads: int) -> Member:
+    """One version of a member (checksum and feature version verified on loading)."""
+    return SPECS[entry.name].load(registry.load_bytes(entry), entry.version, device, threads)
 
 
 class Ensemble:
-    """XGBoost, ONNX and the online learner at one manifest revision, loaded only through the
-    manifest (checksums and feature versions verified)."""
+    """Every member of the catalogue at one manifest revision, loaded only through the manifest
+    (checksums and feature versions verified)."""
 
     def __init__(
         self,
         settings: Settings,
-        online: OnlineLearner | None = None,
         manifest: Manifest | None = None,
         previous: Ensemble | None = None,
     ) -> None:
         registry = Registry(settings.models_dir)
         manifest = manifest or registry.manifest()
         self.revision = manifest.revision
-        reusable = previous.arms if previous else []
+        # Versions are immutable once registered, so the previous revision's models are reused;
+        # the online learner among them is the live one, which keeps learning across revisions.
+        reusable = previous.arms.values() if previous else []
         loaded = {(m.name, m.version): m for a in reusable for m in a.models}
 
-        threads = {"xgboost": settings.xgboost_threads, "onnx": settings.onnx_threads}
-
-        def load(entry: ModelEntry) -> Model:
-            if (entry.name, entry.version) in loaded:  # versions are immutable once registered
+        def load(entry: ModelEntry) -> Member:
+            if (entry.name, entry.version) in loaded:
                 return loaded[entry.name, entry.version]
-            return load_member(registry, entry, device=settings.device, threads=threads[entry.name])
+            threads = SPECS[entry.name].threads(settings)
+            return load_member(registry, entry, device=settings.device, threads=threads)
 
-        self.arms: list[Arms] = []
-        for name in FILE_MEMBERS:
-            serving = manifest.serving(name)
-            self.arms.append(
-                Arms(
-                    name,
-                    tuple(load(e) for e in serving),
-                    tuple(training_means(e) for e in serving),
-                    tuple(e.traffic for e in serving),
-                )
+        self.arms: dict[str, Arms] = {}
+        for spec in SPECS.values():
+            entries, weights = serving(manifest, spec)
+            self.arms[spec.name] = Arms(
+                spec.name,
+                tuple(load(e) for e in entries),
+                tuple(training_means(e) for e in entries),
+                weights,
             )
-        online_entry = manifest.active("online")
-        if online is None or online.version != online_entry.version:
-            online = OnlineLearner.restore(registry.load_bytes(online_entry))
-        self.online = online
-        self.online_means = training_means(online_entry)
         self.voting = voting_config(settings, manifest)
 
     @property
     def xgboost(self) -> XGBoostMember:
         """The active XGBoost version."""
-        return self.arms[0].models[0]  # type: ignore[return-value]
+        return self.arms["xgboost"].models[0]  # type: ignore[return-value]
 
     @property
     def onnx(self) -> OnnxMember:
         """The active ONNX version."""
-        return self.arms[1].models[0]  # type: ignore[return-value]
+        return self.arms["onnx"].models[0]  # type: ignore[return-value]
+
+    @property
+    def online(self) -> OnlineLearner:
+        """The live online learner (the worker teaches it outcomes)."""
+        return self.arms["online"].models[0]  # type: ignore[return-value]
+
+    @property
+    def online_means(self) -> np.ndarray:
+        """The online learner's training means, which also impute the outcomes it learns."""
+        return self.arms["online"].means[0]
 
     @property
     def means(self) -> dict[str, np.ndarray]:
         """Each member's active version's training means."""
-        return {a.name: a.means[0] for a in self.arms} | {"online": self.online_means}
+        return {name: a.means[0] for name, a in self.arms.items()}
 
     @property
     def versions(self) -> dict[str, str]:
         """The active version of every member."""
-        return {a.name: a.versions[0] for a in self.arms} | {"online": self.online.version}
+        return {name: a.versions[0] for name, a in self.arms.items()}
 
     @property
     def traffic(self) -> dict[str, dict[str, float]]:
         """Every serving version of every member with its traffic weight."""
-        return {a.name: dict(zip(a.versions, a.weights, strict=True)) for a in self.arms} | {
-            "online": {self.online.version: 1.0}
+        return {
+            name: dict(zip(a.versions, a.weights, strict=True)) for name, a in self.arms.items()
         }
 
     def describe(self) -> str:
@@ -208,15 +207,14 @@ class Ensemble:
 
     @property
     def providers(self) -> dict[str, str]:
-        return {"xgboost": self.xgboost.device, "onnx": self.onnx.provider}
+        """Where each member's active version scores."""
+        return {name: a.models[0].provider for name, a in self.arms.items()}
 
     def score(self, X: np.ndarray, route_ids: Sequence[str] | None = None) -> Scores:
         """Every member's scores and the vote. ``route_ids`` assign rows to versions during an
         A/B test; without them (backtests) the active versions score every row."""
         members: dict[str, np.ndarray] = {}
         versions: dict[str, str | np.ndarray] = {}
-        for arms in self.arms:
-            members[arms.name], versions[arms.name] = arms.predict(X, route_ids)
-        members["online"] = self.online.predict(impute(X, self.online_means))
-        versions["online"] = self.online.version
+        for name, arms in self.arms.items():
+            members[name], versions[name] = arms.predict(X, route_ids)
         return Scores(members, vote(members, self.voting), versions, self.voting)

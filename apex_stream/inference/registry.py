@@ -22,15 +22,10 @@ from typing import Any, Literal
 
 from ..errors import ApexStreamError
 from ..features import FEATURE_VERSION
+from .members import MEMBERS, SPECS
 
 MANIFEST = "manifest.json"
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
-MEMBER_TYPES = {
-    "xgboost": "xgboost-booster",
-    "onnx": "onnx-mlp",
-    "online": "river-logreg",
-    "stacking": "logistic-meta",
-}
 
 
 class ModelError(ApexStreamError):
@@ -186,8 +181,8 @@ class Registry:
     ) -> ModelEntry:
         """Copy a model file in and list it as a candidate without traffic. Unless ``params``
         say otherwise, it fills missing features with the active version's training means."""
-        if name not in MEMBER_TYPES or name == "stacking":
-            raise ModelError(f"unknown member {name!r}; members are xgboost, onnx, online")
+        if name not in SPECS:
+            raise ModelError(f"unknown member {name!r}; members are {', '.join(MEMBERS)}")
         if params is None:
             params = {"impute": self.active(name).params["impute"]}
         if any(e.name == name and e.version == version for e in self.entries()):
@@ -197,7 +192,7 @@ class Registry:
         entry = ModelEntry(
             name=name,
             version=version,
-            type=MEMBER_TYPES[name],
+            type=SPECS[name].type,
             path=target,
             sha256=sha256_of(self.folder / target),
             feature_version=feature_version,

@@ -13,7 +13,8 @@ from ..events import Opportunity, Prediction
 from ..features import FEATURE_VERSION, opportunity_features
 from ..features.agent import MarketView
 from ..features.opportunity import route_keys
-from .ensemble import MEMBERS, Ensemble, Scores
+from .ensemble import Ensemble, Scores
+from .members import MEMBERS
 
 
 class Scorer:

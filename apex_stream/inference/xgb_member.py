@@ -23,7 +23,7 @@ class XGBoostMember:
         self.version = version
         self.booster = xgb.Booster(model_file=bytearray(model))
         self.booster.set_param({"nthread": threads})
-        self.device = self._choose_device(device)
+        self.provider = self._choose_device(device)  # "cuda" or "cpu"
 
     def _choose_device(self, device: str) -> str:
         if device == "cpu":

@@ -1,1 +1,2 @@
-"""Learning from outcomes: the online ensemble member and per-version performance."""
+"""Learning from outcomes: the outcome join, teaching the online member, per-version
+performance, drift and health monitoring."""

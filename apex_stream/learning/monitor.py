@@ -26,7 +26,7 @@ from river.drift import ADWIN
 
 from ..events import Alert, Metric
 from ..features import FEATURES
-from ..inference.ensemble import MEMBERS
+from ..inference.members import MEMBERS
 from ..settings import Settings
 from .join import Joined
 

@@ -12,10 +12,10 @@ import logging
 import numpy as np
 
 from ..features import impute
-from ..inference.ensemble import MEMBERS
+from ..inference.members import MEMBERS
+from ..inference.online_member import OnlineLearner
 from ..metrics import ONLINE_LEARNED
 from .join import Joined
-from .online import OnlineLearner
 from .performance import PerformanceBook
 
 log = logging.getLogger("apex_stream.learning")

@@ -1,9 +1,5 @@
-"""A/B tests of model versions: sticky assignment of routes to versions, and the decision to
-promote, roll back or keep testing (pure functions).
-
-Assignment hashes the route id (BLAKE2b, so every worker and every restart agrees) to a point
-in [0, 1) and picks the version whose slice of the traffic split holds it: a route keeps its
-version for the whole test, and the share of routes per version converges to the split.
+"""A/B tests of model versions: the decision to promote, roll back or keep testing (pure
+functions). Which version scores a route is :func:`apex_stream.inference.routes.assign`.
 
 The decision compares *win rates at the decision threshold* (the share of executed
 opportunities that succeeded). The controller looks at a running test again and again, so a
@@ -19,30 +15,9 @@ p < ``alpha``; rolled back when it is worse with p < ``alpha``; otherwise the te
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
-
-import numpy as np
-
-
-@lru_cache(maxsize=200_000)
-def route_point(route_id: str) -> float:
-    """A route's stable position in [0, 1)."""
-    digest = hashlib.blake2b(route_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-def assign(route_ids: Sequence[str], weights: Sequence[float]) -> np.ndarray:
-    """The arm (index into ``weights``) of every route; weights must sum to 1."""
-    edges = np.cumsum(weights)
-    if not math.isclose(edges[-1], 1.0, abs_tol=1e-9):
-        raise ValueError(f"traffic weights must sum to 1, got {edges[-1]:.6g}")
-    points = np.fromiter(map(route_point, route_ids), dtype=np.float64, count=len(route_ids))
-    return np.minimum(np.searchsorted(edges, points, side="right"), len(edges) - 1)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from rich.progress import (
 from ..errors import ApexStreamError
 from ..features import FEATURES
 from ..inference.ensemble import Ensemble
+from ..inference.members import MEMBERS
 from ..inference.registry import Registry
 from ..settings import Settings
 from ..simulator import SimConfig
@@ -57,7 +58,6 @@ DEFAULT_OPPORTUNITIES = 600_000
 DEFAULT_MIN_CONFIDENCE = 0.5
 #: Sharpe ratios are of the net P&L per simulated minute.
 DEFAULT_PERIOD_S = 60.0
-MEMBERS = ("xgboost", "onnx", "online")
 CONFIDENCE = FEATURES.index("confidence_score")
 
 

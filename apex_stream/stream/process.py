@@ -21,7 +21,7 @@ import numpy as np
 from ..deadletter import dead_letter, split_valid
 from ..events import DeadLetter, Event, Opportunity, Outcome
 from ..features import FEATURES
-from ..inference.ensemble import MEMBERS
+from ..inference.members import MEMBERS
 from ..inference.scoring import Scorer, encode_predictions, member_matrix
 from ..learning.join import Joined, PartitionJoin, Scored
 from ..learning.monitor import Monitor

@@ -25,16 +25,14 @@ from sqlalchemy import Engine, text
 from ..errors import ApexStreamError
 from ..features import FEATURE_VERSION, FEATURES, impute
 from ..inference.ensemble import load_member, training_means
-from ..inference.onnx_member import OnnxMember
+from ..inference.members import SPECS, SPLITTABLE
 from ..inference.registry import Manifest, ModelEntry, Registry, now_iso
-from ..inference.xgb_member import XGBoostMember
 from .dataset import Dataset
 from .metrics import classification_metrics
 from .mlp import train_mlp
 from .xgb import train_xgboost
 
 SPLIT = (0.70, 0.85)
-MEMBERS = ("xgboost", "onnx")
 
 HISTORY_SQL = text(
     """SELECT p.features, o.success, o.realized_profit_usd, extract(epoch FROM p.time) AS t
@@ -77,8 +75,9 @@ def load_history(engine: Engine, since: datetime, window: int) -> Dataset:
 
 
 def next_version(registry: Registry) -> str:
-    """The next minor version after every registered XGBoost and ONNX version."""
-    newest = max(e.semver for e in registry.entries() if e.name in MEMBERS)
+    """The next minor version after every registered version of a member that can be A/B
+    tested."""
+    newest = max(e.semver for e in registry.entries() if e.name in SPLITTABLE)
     return f"{newest[0]}.{newest[1] + 1}.0"
 
 
@@ -121,15 +120,13 @@ def retrain(
         onnx_bytes, _ = train_mlp(
             train.X, train.y, val.X, val.y, seed=seed, feature_names=FEATURES, version=version
         )
+    files = {"xgboost": xgb_bytes, "onnx": onnx_bytes}  # the new versions' model files
 
     with _step(console, "comparing with the active versions on the held-out tail"):
         raw_tail = data.slice(b, n).X
-        candidates = {
-            "xgboost": XGBoostMember(xgb_bytes, version, device="cpu", threads=1),
-            "onnx": OnnxMember(onnx_bytes, version, device="cpu"),
-        }
         comparison = {}
-        for name, model in candidates.items():
+        for name, blob in files.items():
+            model = SPECS[name].load(blob, version, "cpu", 1)
             active = registry.active(name)
             current = load_member(registry, active, device="cpu", threads=1)
             old_means = training_means(active)
@@ -148,10 +145,9 @@ def retrain(
     created = now_iso()
     provenance = {"rows": float(n), "history_from": float(data.timestamp[0])}
     entries = []
-    files = {"xgboost": ("ubj", xgb_bytes), "onnx": ("onnx", onnx_bytes)}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (suffix, blob) in files.items():
-            path = Path(tmp) / f"{name}.{suffix}"
+        for name, blob in files.items():
+            path = Path(tmp) / f"{name}.{SPECS[name].suffix}"
             path.write_bytes(blob)
             metrics = {f"test_{k}": v for k, v in comparison[name]["candidate"].items()}
             entries.append(
@@ -164,7 +160,7 @@ def retrain(
                     created=created,
                 )
             )
-    for name in MEMBERS:
+    for name in files:
         active = registry.active(name).version
         registry.split(name, {active: 1 - candidate_traffic, version: candidate_traffic})
     return RetrainResult(version, n, entries, comparison, registry.manifest())

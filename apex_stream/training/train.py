@@ -15,10 +15,9 @@ import numpy as np
 from rich.console import Console
 
 from ..features import FEATURE_VERSION, FEATURES
-from ..inference.onnx_member import OnnxMember
+from ..inference.members import SPECS
+from ..inference.online_member import OnlineLearner
 from ..inference.registry import ModelEntry, Registry, sha256_of
-from ..inference.xgb_member import XGBoostMember
-from ..learning.online import OnlineLearner
 from ..voting import VotingConfig, fit_stacking, vote
 from .dataset import simulate
 from .metrics import classification_metrics, roc_auc
@@ -26,7 +25,6 @@ from .mlp import train_mlp
 from .xgb import train_xgboost
 
 SPLIT = (0.70, 0.85)
-TYPES = {"xgboost": "xgboost-booster", "onnx": "onnx-mlp", "online": "river-logreg"}
 
 
 def train_baseline(
@@ -55,20 +53,18 @@ def train_baseline(
         online = OnlineLearner(FEATURES, version)
         online.learn(train.X, train.y)
 
+    # each member's model file and its validation metrics (from early stopping)
+    trained = {
+        "xgboost": (xgb_bytes, xgb_val),
+        "onnx": (onnx_bytes, onnx_val),
+        "online": (online.snapshot(), {}),
+    }
     members = {
-        "xgboost": XGBoostMember(xgb_bytes, version, device="cpu"),
-        "onnx": OnnxMember(onnx_bytes, version, device="cpu"),
-        "online": online,
+        name: SPECS[name].load(blob, version, "cpu", 1) for name, (blob, _) in trained.items()
     }
     val_scores = {name: m.predict(val.X) for name, m in members.items()}
     stacking = fit_stacking(val_scores, val.y, tuple(members))
     test_scores = {name: m.predict(test.X) for name, m in members.items()}
-
-    files = {
-        "xgboost": ("ubj", xgb_bytes),
-        "onnx": ("onnx", onnx_bytes),
-        "online": ("pkl", online.snapshot()),
-    }
     created = datetime.now(UTC).isoformat(timespec="seconds")
     # the AUC of the simulator's hidden success probability: the ceiling for any model
     provenance = {
@@ -77,20 +73,19 @@ def train_baseline(
         "truth_auc_test": roc_auc(test.y, test.truth),
     }
     entries = []
-    for name, (suffix, blob) in files.items():
-        path = folder / f"{name}-{version}.{suffix}"
+    for name, (blob, val_metrics) in trained.items():
+        path = folder / f"{name}-{version}.{SPECS[name].suffix}"
         folder.mkdir(parents=True, exist_ok=True)
         path.write_bytes(blob)
         metrics = {
             f"test_{k}": v for k, v in classification_metrics(test.y, test_scores[name]).items()
         }
-        extra = {"xgboost": xgb_val, "onnx": onnx_val}.get(name, {})
-        metrics |= {f"val_{k}": v for k, v in extra.items()} | provenance
+        metrics |= {f"val_{k}": v for k, v in val_metrics.items()} | provenance
         entries.append(
             ModelEntry(
                 name=name,
                 version=version,
-                type=TYPES[name],
+                type=SPECS[name].type,
                 path=path.name,
                 sha256=sha256_of(path),
                 feature_version=FEATURE_VERSION,

@@ -14,12 +14,13 @@ import pytest
 
 from apex_stream.client import EventProducer, kafka_producer
 from apex_stream.events import DeadLetter, Metric, Opportunity, Prediction, decode
+from apex_stream.inference import members
 from apex_stream.settings import Settings
 from apex_stream.simulator import MarketSimulator
 from apex_stream.topics import TopicAdmin
 from tests.integration.worker import collect, get, post, running_worker
 
-MEMBERS = {"xgboost", "onnx", "online"}
+MEMBERS = set(members.MEMBERS)
 pytestmark = pytest.mark.slow
 
 

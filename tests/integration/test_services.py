@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, pool, text
 
+from apex_stream.inference.members import MEMBERS
 from apex_stream.services.probe import port_open
 
 KAFKA_PORT, CONTROLLER_PORT, PG_PORT = 29192, 29193, 55499
@@ -118,7 +119,7 @@ def test_demo_starts_everything_from_cold_and_the_market_reaches_the_database(
     try:
         demo = cli("demo", "--duration", "60", "--rate", "200", env=env)
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-        for member in ("xgboost", "onnx", "online"):  # the final view's per-model rows
+        for member in MEMBERS:  # the final view's per-model rows
             assert f"{member}@1.0.0" in demo.stdout, demo.stdout[-3000:]
         assert "kafka on 127.0.0.1:29192 (started)" in demo.stdout
         assert "dashboard: http://" in demo.stdout

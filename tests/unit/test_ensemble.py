@@ -12,6 +12,7 @@ import xgboost as xgb
 
 from apex_stream.features import FEATURES, MarketState, impute, opportunity_features
 from apex_stream.inference.ensemble import Ensemble
+from apex_stream.inference.members import MEMBERS
 from apex_stream.inference.registry import Registry
 from apex_stream.inference.xgb_member import XGBoostMember
 from apex_stream.settings import Settings
@@ -61,7 +62,7 @@ def test_auto_device_chooses_cpu_and_says_why(
 ) -> None:
     with caplog.at_level(logging.INFO, logger=LOGGER):
         member = XGBoostMember(xgb_model, "1.0.0", device="auto")
-    assert member.device == "cpu"
+    assert member.provider == "cpu"
     (record,) = [r for r in caplog.records if r.name == LOGGER]
     assert record.levelno == logging.INFO
     assert record.getMessage() == (
@@ -75,7 +76,7 @@ def test_requested_cuda_warns_and_falls_back_to_cpu(
 ) -> None:
     with caplog.at_level(logging.INFO, logger=LOGGER):
         member = XGBoostMember(xgb_model, "1.0.0", device="cuda")
-    assert member.device == "cpu"
+    assert member.provider == "cpu"
     (record,) = [r for r in caplog.records if r.name == LOGGER]
     assert record.levelno == logging.WARNING
     assert "predicting on cpu" in record.getMessage()
@@ -89,7 +90,7 @@ def test_explicit_cpu_is_chosen_silently(
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
         member = XGBoostMember(xgb_model, "1.0.0", device="cpu")
-    assert member.device == "cpu"
+    assert member.provider == "cpu"
     assert [r for r in caplog.records if r.name == LOGGER] == []
 
 
@@ -103,11 +104,11 @@ def test_xgboost_member_matches_the_booster_on_a_dmatrix(xgb_model: bytes, simul
 
 
 def test_ensemble_loads_every_member_from_the_manifest(ensemble: Ensemble) -> None:
-    assert ensemble.versions == {"xgboost": "1.0.0", "onnx": "1.0.0", "online": "1.0.0"}
+    assert ensemble.versions == {m: "1.0.0" for m in MEMBERS}
     assert ensemble.online.features == FEATURES
     assert ensemble.xgboost.booster.num_features() == len(FEATURES)
     assert ensemble.onnx.n_features == len(FEATURES)
-    for name in ("xgboost", "onnx", "online"):
+    for name in MEMBERS:
         assert ensemble.means[name].shape == (len(FEATURES),)
         assert np.isfinite(ensemble.means[name]).all()
 
@@ -115,7 +116,11 @@ def test_ensemble_loads_every_member_from_the_manifest(ensemble: Ensemble) -> No
 @cpu_xgboost_only
 @cpu_onnxruntime_only
 def test_ensemble_providers_on_a_cpu_machine(ensemble: Ensemble) -> None:
-    assert ensemble.providers == {"xgboost": "cpu", "onnx": "CPUExecutionProvider"}
+    assert ensemble.providers == {
+        "xgboost": "cpu",
+        "onnx": "CPUExecutionProvider",
+        "online": "cpu",
+    }
 
 
 def test_ensemble_scores_simulated_opportunities(ensemble: Ensemble, simulated) -> None:
@@ -126,7 +131,7 @@ def test_ensemble_scores_simulated_opportunities(ensemble: Ensemble, simulated) 
     assert coverage.min() < 1.0 and np.mean(coverage == 1.0) > 0.9
 
     scores = ensemble.score(X)
-    assert scores.members.keys() == {"xgboost", "onnx", "online"}
+    assert scores.members.keys() == set(MEMBERS)
     for name, p in scores.members.items():
         assert p.shape == (len(X),), name
         assert np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all(), name

@@ -17,7 +17,8 @@ import xgboost as xgb
 from apex_stream.features import FEATURES, impute
 from apex_stream.inference.ensemble import Ensemble
 from apex_stream.inference.registry import ModelError, Registry, validate
-from apex_stream.lifecycle.abtest import Arm, assign, decide, sequential_p, two_proportion_z
+from apex_stream.inference.routes import assign
+from apex_stream.lifecycle.abtest import Arm, decide, sequential_p, two_proportion_z
 from apex_stream.lifecycle.controller import ArmFigures
 from apex_stream.settings import Settings
 from apex_stream.training.retrain import next_version
@@ -208,7 +209,7 @@ def test_an_ab_test_scores_each_route_with_its_version(registry: Registry) -> No
     versions = [v["xgboost"] for v in scores.version_rows]
     assert versions == ["1.1.0" if c else "1.0.0" for c in on_candidate]
     assert {v["onnx"] for v in scores.version_rows} == {"1.0.0"}
-    (active, new) = ensemble.arms[0].models
+    (active, new) = ensemble.arms["xgboost"].models
     means = ensemble.means["xgboost"]
     expected = np.where(
         on_candidate, new.predict(impute(X, means)), active.predict(impute(X, means))
@@ -221,7 +222,7 @@ def test_an_ab_test_scores_each_route_with_its_version(registry: Registry) -> No
 
     # a promotion is a new revision that reuses the loaded candidate
     registry.promote("xgboost", "1.1.0")
-    promoted = Ensemble(settings, ensemble.online, registry.manifest(), previous=ensemble)
+    promoted = Ensemble(settings, registry.manifest(), previous=ensemble)
     assert promoted.versions["xgboost"] == "1.1.0" and promoted.xgboost is new
     assert promoted.online is ensemble.online  # the live learner keeps learning
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from apex_stream.features import FEATURES
-from apex_stream.inference.ensemble import MEMBERS
+from apex_stream.inference.members import MEMBERS
 from apex_stream.learning.join import Joined
 from apex_stream.learning.monitor import Monitor
 from apex_stream.settings import Settings

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from river import linear_model, optim, preprocessing
 
-from apex_stream.learning.online import OnlineLearner
+from apex_stream.inference.online_member import OnlineLearner
 from apex_stream.training.metrics import roc_auc
 
 NAMES = ("a", "b", "c", "d", "constant")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from apex_stream.features import FEATURE_VERSION
+from apex_stream.inference.members import MEMBERS
 from apex_stream.inference.registry import MANIFEST, ModelEntry, ModelError, Registry, sha256_of
 from apex_stream.settings import Settings
 
@@ -127,7 +128,7 @@ def test_shipped_manifest_verifies() -> None:
     registry = Registry(Settings().models_dir)
     entries = registry.entries()
     active = {e.name: e for e in entries if e.status == "active"}
-    assert {"xgboost", "onnx", "online", "stacking"} <= active.keys()
+    assert {*MEMBERS, "stacking"} <= active.keys()
     for name, e in active.items():
         assert registry.active(name) == e
         assert e.feature_version == FEATURE_VERSION

@@ -14,6 +14,7 @@ import pytest
 from apex_stream.events import DeadLetter, Prediction, decode, encode
 from apex_stream.features import MarketState
 from apex_stream.inference.ensemble import Ensemble
+from apex_stream.inference.members import MEMBERS
 from apex_stream.inference.scoring import Scorer, encode_predictions
 from apex_stream.learning.monitor import Monitor
 from apex_stream.learning.outcomes import Learning
@@ -67,7 +68,7 @@ def test_predictions_go_to_their_opportunity_partition_encoded_as_the_event(
     predictions = [decode(v, Prediction) for p in (0, 4) for _, v in out.predictions[p]]
     assert [p.opportunity_id for p in predictions] == [o.opportunity_id for o in (*a, *b)]
     for p in predictions:
-        assert set(p.model_scores) == {"xgboost", "onnx", "online"}
+        assert set(p.model_scores) == set(MEMBERS)
         assert p.decision == (p.score > p.threshold) and len(p.features) == 29
     (letter,) = out.events
     assert isinstance(letter, DeadLetter) and letter.offset == 9

@@ -32,6 +32,7 @@ class OnlineLearner:
     """Online logistic regression over the shared feature list."""
 
     name = "online"
+    provider = "cpu"  # numpy on the host
 
     def __init__(
         self, features: Sequence[str], version: str = "1.0.0", lr: float = 0.01, chunk: int = CHUNK
