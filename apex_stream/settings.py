@@ -14,8 +14,6 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .inference.members import VOTING_WEIGHTS
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -50,7 +48,8 @@ class Settings(BaseSettings):
     xgboost_threads: int = Field(default=1, ge=1)
     voting_strategy: Literal["weighted", "majority", "unanimous", "stacking"] = "weighted"
     threshold: float = Field(default=0.5, gt=0, lt=1)
-    voting_weights: dict[str, float] = Field(default_factory=lambda: dict(VOTING_WEIGHTS))
+    # unset: each member's weight from the catalogue (settings import nothing of the package)
+    voting_weights: dict[str, float] | None = None
     online_weight: float = Field(default=0.2, ge=0, le=1)
 
     batch_max_size: int = Field(default=1024, ge=1)

@@ -18,10 +18,10 @@ import numpy as np
 
 from ..features import impute
 from ..settings import Settings
-from ..voting import StackingParams, Vote, VotingConfig, vote
-from .members import SPECS, Member, MemberSpec
+from .members import SPECS, VOTING_WEIGHTS, Member, MemberSpec
 from .registry import Manifest, ModelEntry, Registry
 from .routes import assign
+from .voting import StackingParams, Vote, VotingConfig, vote
 
 if TYPE_CHECKING:
     from .online_member import OnlineLearner
@@ -101,7 +101,7 @@ def voting_config(settings: Settings, manifest: Manifest) -> VotingConfig:
     return VotingConfig(
         strategy=settings.voting_strategy,
         threshold=settings.threshold,
-        weights=dict(settings.voting_weights),
+        weights=dict(settings.voting_weights or VOTING_WEIGHTS),
         online_weight=settings.online_weight,
         stacking=stacking,
     )

@@ -45,11 +45,11 @@ from ..features import FEATURES
 from ..inference.ensemble import Ensemble
 from ..inference.members import MEMBERS
 from ..inference.registry import Registry
+from ..inference.voting import Vote, VotingConfig
 from ..settings import Settings
 from ..simulator import SimConfig
 from ..simulator.engine import delay_range
 from ..training.dataset import DAY_START, SEGMENTS, Dataset, simulate_run
-from ..voting import Vote, VotingConfig
 
 #: The backtest's history starts a week after the training day (2026-01-08T00:00:00Z).
 START = DAY_START + 7 * 86_400

@@ -18,7 +18,7 @@ from ..features import FEATURE_VERSION, FEATURES
 from ..inference.members import SPECS
 from ..inference.online_member import OnlineLearner
 from ..inference.registry import ModelEntry, Registry, sha256_of
-from ..voting import VotingConfig, fit_stacking, vote
+from ..inference.voting import VotingConfig, fit_stacking, vote
 from .dataset import simulate
 from .metrics import classification_metrics, roc_auc
 from .mlp import train_mlp

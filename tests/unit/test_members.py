@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from apex_stream.features import FEATURES
-from apex_stream.inference.ensemble import load_member
+from apex_stream.inference.ensemble import load_member, voting_config
 from apex_stream.inference.members import MEMBERS, SPECS, VOTING_WEIGHTS
-from apex_stream.inference.registry import ModelError, Registry
+from apex_stream.inference.registry import Manifest, ModelError, Registry
+from apex_stream.inference.voting import VotingConfig
 from apex_stream.settings import Settings
-from apex_stream.voting import VotingConfig
 
 
 @pytest.mark.parametrize("name", MEMBERS)
@@ -31,7 +31,8 @@ def test_every_member_loads_with_the_one_surface(name: str) -> None:
 
 
 def test_settings_and_voting_take_their_defaults_from_the_catalogue() -> None:
-    assert Settings().voting_weights == VotingConfig().weights == VOTING_WEIGHTS
+    assert VotingConfig().weights == VOTING_WEIGHTS
+    assert voting_config(Settings(), Manifest(0, ())).weights == VOTING_WEIGHTS
     assert SPECS["onnx"].threads(Settings(onnx_threads=3)) == 3
     assert SPECS["online"].threads(Settings()) == 1
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from apex_stream.errors import ApexStreamError
-from apex_stream.voting import (
+from apex_stream.inference.voting import (
     STRATEGIES,
     StackingParams,
     VotingConfig,

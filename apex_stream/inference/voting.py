@@ -16,8 +16,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from apex_stream.errors import ApexStreamError
-from apex_stream.inference.members import VOTING_WEIGHTS
+from ..errors import ApexStreamError
+from .members import VOTING_WEIGHTS
 
 Strategy = Literal["weighted", "majority", "unanimous", "stacking"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
