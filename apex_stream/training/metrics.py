@@ -19,9 +19,7 @@ def _sklearn_metrics() -> ModuleType:
     try:
         from sklearn import metrics
     except ImportError as exc:
-        raise ImportError(
-            "training metrics need scikit-learn: pip install 'apex-stream[train]'"
-        ) from exc
+        raise ImportError("training metrics need scikit-learn: pip install -e '.[train]'") from exc
     return metrics
 
 
