@@ -24,7 +24,7 @@ E = TypeVar("E", bound=Event)
 
 
 class EventProducer:
-    """Sends typed events to their topics, keyed as topics/ declares; waits for acks="all"."""
+    """Sends typed events to their topics, keyed as declared; waits for acks="all"."""
 
     def __init__(self, settings: Settings | None = None, **producer_config: Any) -> None:
         self.settings = settings or get_settings()
