@@ -91,7 +91,7 @@ def kafka_admin(settings: Settings, **config: Any) -> AIOKafkaAdminClient:
 
 
 class EventProducer:
-    """Sends typed events to their topics, keyed as topics/ declares; waits for acks="all"."""
+    """Sends typed events to their topics, keyed as declared; waits for acks="all"."""
 
     def __init__(self, settings: Settings | None = None, **producer_config: Any) -> None:
         self.settings = settings or get_settings()

@@ -1,8 +1,8 @@
 """Typed events for every topic: the vocabulary every stage shares.
 
 Events are ``msgspec`` structs: JSON decoding and validation run in C (a few µs per message),
-type errors carry the JSON path, and the JSON Schemas in ``topics/`` are generated from these
-classes (``python scripts/gen_topic_schemas.py``; a unit test checks they agree).
+type errors carry the JSON path, and the JSON Schemas in ``resources/topics/`` are generated from
+these classes (``python scripts/gen_topic_schemas.py``; a unit test checks they agree).
 Checks that JSON Schema cannot express (finite numbers, route consistency, clock skew) live in
 ``__post_init__`` and hold for events built in Python too; :func:`decode_batch` runs them once
 per batch instead of once per message.
@@ -38,7 +38,7 @@ Timestamp = Annotated[float, msgspec.Meta(gt=0, description="Unix time in second
 
 
 class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Base of all events; ``topic`` names the topic file in ``topics/`` that carries it.
+    """Base of all events; ``topic`` names the topic file that declares the topic carrying it.
 
     Beyond msgspec's own checks (types, ranges, required and unknown fields, in C), an event's
     floats must be finite and its ``time_fields`` plausible Unix seconds. ``__post_init__``

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .resources import TOPICS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,7 +38,7 @@ class Settings(BaseSettings):
     postgres_bin: Path | None = None
     postgres_data: Path | None = None
 
-    topics_dir: Path = ROOT / "topics"
+    topics_dir: Path = TOPICS
     topic_prefix: str = ""
     replication_factor: int = Field(default=1, ge=1)
 
@@ -123,7 +125,7 @@ class Settings(BaseSettings):
         return self.database_url or f"postgresql+psycopg://apex@127.0.0.1:{self.postgres_port}/apex"
 
     def topic_name(self, name: str) -> str:
-        """The broker-side name of a topic from topics/ (with the configured prefix)."""
+        """The broker-side name of a declared topic (with the configured prefix)."""
         return f"{self.topic_prefix}{name}"
 
 

@@ -1,8 +1,9 @@
-"""Topics as code: the declarative files in ``topics/`` and applying them to a broker.
+"""Topics as code: the declarative files in ``resources/topics/`` and applying them to a broker.
 
-Each ``topics/<name>.json`` gives partitions, replication factor, key, broker config and the
-JSON Schema of the value. The schema is generated from :mod:`apex_stream.events`
-(``python scripts/gen_topic_schemas.py``) so the two cannot disagree.
+Each ``resources/topics/<name>.json`` (or ``$APEX_TOPICS_DIR/<name>.json``) gives partitions,
+replication factor, key, broker config and the JSON Schema of the value. The schema is generated
+from :mod:`apex_stream.events` (``python scripts/gen_topic_schemas.py``) so the two cannot
+disagree.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .settings import Settings
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """One topic as declared in topics/."""
+    """One topic as declared in its topic file."""
 
     name: str
     description: str

@@ -119,8 +119,9 @@ async def prepare_topics(pipeline: Pipeline) -> None:
     if len(set(counts.values())) > 1:
         raise TopicError(
             f"partition counts differ: {counts}; a worker holds partition p of each of "
-            f"{', '.join(COPARTITIONED)}, so give them one count (topics/*.json, then "
-            "recreate them and `apex-stream topics create`)"
+            f"{', '.join(COPARTITIONED)}, so give them one count "
+            f"({pipeline.settings.topics_dir}/*.json, then recreate them and "
+            "`apex-stream topics create`)"
         )
 
 

@@ -1,13 +1,14 @@
-"""Regenerate the value_schema of every topics/*.json from apex_stream.events."""
+"""Regenerate the value_schema of every apex_stream/resources/topics/*.json from
+apex_stream.events."""
 
 import json
 
-from apex_stream.settings import ROOT
+from apex_stream.resources import TOPICS
 from apex_stream.topics import event_schema, load_specs
 
-for spec in load_specs(ROOT / "topics").values():
-    path = ROOT / "topics" / f"{spec.name}.json"
+for spec in load_specs(TOPICS).values():
+    path = TOPICS / f"{spec.name}.json"
     raw = json.loads(path.read_text())
     raw["value_schema"] = event_schema(spec.event_type)
     path.write_text(json.dumps(raw, indent=2) + "\n")
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path}")

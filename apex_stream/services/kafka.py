@@ -1,6 +1,6 @@
 """A single-node Apache Kafka broker in KRaft mode, run from Maven Central jars on Java 17.
 
-The jars are fetched once with ``mvn dependency:copy-dependencies`` (scripts/kafka-pom.xml) into
+The jars are fetched once with ``mvn dependency:copy-dependencies`` (resources/kafka-pom.xml) into
 ``$APEX_HOME/kafka-<version>/libs``; data, config, log and pid live in ``$APEX_HOME/kafka``.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ..errors import ServiceError
-from ..settings import ROOT, Settings
+from ..resources import KAFKA_POM
+from ..settings import Settings
 from .probe import port_open, require_binary, wait_until
 
-POM = ROOT / "scripts" / "kafka-pom.xml"
 MAIN_CLASS = "kafka.Kafka"
 
 SERVER_PROPERTIES = """\
@@ -90,7 +90,7 @@ class KafkaService:
                 "-q",
                 "-B",
                 "-f",
-                str(POM),
+                str(KAFKA_POM),
                 f"-Dkafka.version={self.settings.kafka_version}",
                 "dependency:copy-dependencies",
                 "-DincludeScope=runtime",

@@ -7,9 +7,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, pool
 
-from ..settings import ROOT
-
-MIGRATIONS = ROOT / "migrations"
+from ..resources import MIGRATIONS
 
 
 def alembic_config(url: str, *, quiet: bool = False) -> Config:

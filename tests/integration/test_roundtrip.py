@@ -1,4 +1,4 @@
-"""Topics from topics/, 10,000 simulated opportunities and their price ticks through the real
+"""The declared topics, 10,000 simulated opportunities and their price ticks through the real
 broker, read back: every message validates and equals what was sent."""
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import create_engine, pool, text
 
 from apex_stream.events import Opportunity, Outcome, Prediction, PriceTick
+from apex_stream.resources import MIGRATIONS
 from apex_stream.simulator import MarketSimulator
 from apex_stream.sink import migrations
 from apex_stream.sink.rows import TABLES
@@ -90,7 +91,7 @@ def test_migrations_upgrade_and_downgrade_on_empty_and_populated_databases(datab
 
 def migration(name: str) -> ModuleType:
     """A migration script as a module (their file names are not importable)."""
-    path = next((migrations.MIGRATIONS / "versions").glob(f"{name}_*.py"))
+    path = next((MIGRATIONS / "versions").glob(f"{name}_*.py"))
     spec = importlib.util.spec_from_file_location(f"migration_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

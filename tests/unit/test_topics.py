@@ -1,4 +1,5 @@
-"""topics/ and events.py are one source of truth: the files' schemas are the events' schemas."""
+"""The topic files and events.py are one source of truth: the files' schemas are the events'
+schemas."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import jsonschema
 import pytest
 
 from apex_stream.events import EVENT_FOR_TOPIC, encode
-from apex_stream.settings import ROOT
+from apex_stream.resources import TOPICS
 from apex_stream.topics import event_schema, load_specs
 from tests.unit.test_events import EXAMPLES, opportunity, raw
 
-SPECS = load_specs(ROOT / "topics")
+SPECS = load_specs(TOPICS)
 
 
 def test_every_event_type_has_one_topic_file() -> None:

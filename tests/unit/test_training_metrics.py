@@ -1,9 +1,11 @@
-"""Training metrics: the rank AUC against a brute-force count over pairs (ties included), and
-the threshold metrics, log loss and Brier score by hand."""
+"""Training metrics: the AUC against a brute-force count over pairs (ties included), and the
+threshold metrics, log loss and Brier score by hand; scikit-learn only where they are computed."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -81,3 +83,13 @@ def test_certain_wrong_predictions_give_a_finite_log_loss() -> None:
     m = classification_metrics(np.array([1, 0]), np.array([0.0, 1.0]))
     assert m["logloss"] == pytest.approx(-math.log(1e-7), rel=1e-6)
     assert m["brier"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_worker_and_lifecycle_controller_import_without_scikit_learn() -> None:
+    """scikit-learn is in the `train` extra: a worker never needs it, and the controller (which
+    imports retraining) only when it retrains."""
+    code = (
+        "import sys; sys.modules['sklearn'] = None; "
+        "import apex_stream.worker, apex_stream.lifecycle.controller"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
