@@ -1,7 +1,7 @@
 """Typed events for every topic: the vocabulary every stage shares.
 
 Events are ``msgspec`` structs: JSON decoding and validation run in C (a few µs per message),
-type errors carry the JSON path, and the JSON Schemas in ``resources/topics/`` are generated from
+type errors carry the JSON path, and the JSON Schemas in ``topics/`` are generated from
 these classes (``python scripts/gen_topic_schemas.py``; a unit test checks they agree).
 Checks that JSON Schema cannot express (finite numbers, route consistency, clock skew) live in
 ``__post_init__`` and hold for events built in Python too; :func:`decode_batch` runs them once

@@ -1,6 +1,6 @@
-"""Topics as code: the declarative files in ``resources/topics/`` and applying them to a broker.
+"""Topics as code: the declarative files in ``topics/`` and applying them to a broker.
 
-Each ``resources/topics/<name>.json`` (or ``$APEX_TOPICS_DIR/<name>.json``) gives partitions,
+Each ``topics/<name>.json`` (or ``$APEX_TOPICS_DIR/<name>.json``) gives partitions,
 replication factor, key, broker config and the JSON Schema of the value. The schema is generated
 from :mod:`apex_stream.events` (``python scripts/gen_topic_schemas.py``) so the two cannot
 disagree.

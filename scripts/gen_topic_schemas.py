@@ -1,4 +1,4 @@
-"""Regenerate the value_schema of every apex_stream/resources/topics/*.json from
+"""Regenerate the value_schema of every topics/*.json from
 apex_stream.events."""
 
 import json

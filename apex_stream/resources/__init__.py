@@ -1,6 +1,8 @@
 """Files apex-stream reads at run time, shipped inside the package so an installed wheel has
 them: the topic declarations, the Alembic migrations and the Maven pom of the local broker's
-jars. Each is a real path on disk (wheels install unpacked), which Alembic and Maven need."""
+jars. Each is a real path on disk (wheels install unpacked), which Alembic and Maven need.
+In a checkout, topics/ and migrations/ here are links to the repository's top-level folders,
+where users browse them; the wheel build follows the links."""
 
 from pathlib import Path
 

@@ -1,1 +1,1 @@
-"""Storage: the database schema (Alembic migrations in resources/migrations/) and the sink."""
+"""Storage: the database schema (Alembic migrations in migrations/) and the sink."""

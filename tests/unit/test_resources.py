@@ -1,23 +1,24 @@
-"""The files apex-stream reads at run time come with the package (apex_stream/resources/), so an
-installed wheel finds them; pyproject's package-data names every one of them."""
+"""The files apex-stream reads at run time come with the package (apex_stream/resources/, whose
+topics/ and migrations/ link to the repository's top-level folders), so an installed wheel finds
+them; pyproject's package-data names every one of them."""
 
 from __future__ import annotations
 
+import os
 import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
 
-from apex_stream import settings
+import apex_stream
 from apex_stream.events import EVENT_FOR_TOPIC
 from apex_stream.resources import HERE, KAFKA_POM, MIGRATIONS, TOPICS
 from apex_stream.settings import Settings
 from apex_stream.sink.migrations import alembic_config
 from apex_stream.topics import load_specs
 
-#: apex_stream is a namespace package (no __init__.py): the folder of its modules
-PACKAGE = Path(settings.__file__).resolve().parent
+PACKAGE = Path(apex_stream.__file__).parent
 
 
 def test_resources_lie_inside_the_package() -> None:
@@ -50,5 +51,10 @@ def test_package_data_ships_every_resource_file() -> None:
     pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["apex_stream.resources"]
     shipped = {path for pattern in patterns for path in HERE.glob(pattern)}
-    data = {p for p in HERE.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")}
+    data = {
+        Path(folder, name)
+        for folder, _, names in os.walk(HERE, followlinks=True)  # as the wheel build does
+        for name in names
+        if not name.endswith((".py", ".pyc"))
+    }
     assert data == shipped
