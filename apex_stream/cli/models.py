@@ -1,0 +1,215 @@
+"""`apex-stream models`: versions in the models/ manifest, and telling the workers about them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.table import Table
+
+from ..settings import get_settings
+from .common import console, parse_since
+
+if TYPE_CHECKING:
+    from ..inference.registry import ModelEntry, Registry
+
+
+@click.group()
+def models() -> None:
+    """Model versions in the models/ manifest."""
+
+
+@models.command("train")
+@click.option("--version", default="1.0.0", show_default=True, help="Semantic version to write.")
+@click.option("--seed", default=11, show_default=True, help="Simulator seed of the history.")
+@click.option(
+    "--opportunities", default=200_000, show_default=True, help="Simulated opportunities."
+)
+def models_train(version: str, seed: int, opportunities: int) -> None:
+    """Train the XGBoost, ONNX and online members (and stacking) on simulated history."""
+    from ..training.train import train_baseline
+
+    settings = get_settings()
+    entries = train_baseline(
+        settings.models_dir,
+        version=version,
+        seed=seed,
+        opportunities=opportunities,
+        console=console,
+    )
+    _print_models(entries)
+
+
+@models.command("retrain")
+@click.option("--since", help="Only outcomes predicted since (ISO time or 30m / 6h / 7d).")
+@click.option("--window", type=int, help="Newest labelled predictions to train on.")
+@click.option("--traffic", type=float, help="Share of routes the candidates get in the A/B test.")
+@click.option("--min-rows", default=1_000, show_default=True, help="Refuse with fewer outcomes.")
+def models_retrain(
+    since: str | None, window: int | None, traffic: float | None, min_rows: int
+) -> None:
+    """New XGBoost and ONNX versions from stored predictions and outcomes, compared with the
+    active ones on the newest outcomes and put into an A/B test."""
+    from sqlalchemy import create_engine
+
+    from ..training.retrain import retrain
+
+    settings = get_settings()
+    engine = create_engine(settings.db_url)
+    result = retrain(
+        engine,
+        settings.models_dir,
+        since=parse_since(since) if since else datetime.fromtimestamp(0, UTC),
+        window=window or settings.retrain_window,
+        min_rows=min_rows,
+        candidate_traffic=traffic or settings.retrain_candidate_traffic,
+        threshold=settings.threshold,
+        console=console,
+    )
+    engine.dispose()
+    table = Table("member", "held-out", "AUC", "log loss", "precision", "recall")
+    for member, sides in result.comparison.items():
+        for side, m in sides.items():
+            table.add_row(
+                member,
+                side,
+                *(f"{m[k]:.4f}" for k in ("auc", "logloss", "precision", "recall")),
+            )
+    console.print(table)
+    _print_models(result.candidates)
+    _publish(_registry(), f"retrained {result.version}")
+
+
+@models.command("list")
+def models_list() -> None:
+    """Every registered version with its status and test metrics."""
+    _print_models(_registry().entries())
+
+
+@models.command("register")
+@click.argument("name")
+@click.argument("version")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--feature-version", help="Feature list the model was trained on (default: now).")
+@click.option("--metrics", "metrics_json", help='Training metrics as JSON: {"test_auc": 0.84}.')
+def models_register(
+    name: str, version: str, file: Path, feature_version: str | None, metrics_json: str | None
+) -> None:
+    """Add a model file as a candidate version (no traffic until `models ab-test`)."""
+    from ..features import FEATURE_VERSION
+
+    registry = _registry()
+    entry = registry.register(
+        name,
+        version,
+        file,
+        feature_version=feature_version or FEATURE_VERSION,
+        metrics=json.loads(metrics_json) if metrics_json else None,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    _print_models([entry])
+    _publish(registry, f"registered {entry.key}")
+
+
+@models.command("ab-test")
+@click.argument("name")
+@click.argument("split", nargs=-1, required=True)
+def models_ab_test(name: str, split: tuple[str, ...]) -> None:
+    """Split traffic between versions: `models ab-test xgboost 1.0.0=0.8 1.1.0=0.2`."""
+    weights: dict[str, float] = {}
+    for part in split:
+        version, _, weight = part.partition("=")
+        try:
+            weights[version] = float(weight)
+        except ValueError:
+            raise click.BadParameter(f"{part!r}: write VERSION=WEIGHT, e.g. 1.1.0=0.2") from None
+    registry = _registry()
+    _print_models(registry.split(name, weights))
+    _publish(registry, f"A/B test of {name}: " + ", ".join(split))
+
+
+@models.command("promote")
+@click.argument("name")
+@click.argument("version")
+def models_promote(name: str, version: str) -> None:
+    """Make VERSION the active one with all traffic (the previous active is archived)."""
+    registry = _registry()
+    _print_models([registry.promote(name, version)])
+    _publish(registry, f"promoted {name}@{version}")
+
+
+@models.command("rollback")
+@click.argument("name")
+def models_rollback(name: str) -> None:
+    """Stop a running test (the active version takes all traffic), or with none running,
+    bring back the previous version."""
+    registry = _registry()
+    entry = registry.rollback(name)
+    _print_models([entry])
+    _publish(registry, f"rolled {name} back to {entry.version}")
+
+
+@models.command("publish")
+def models_publish() -> None:
+    """Send the current manifest to the running workers again (they apply it when it is
+    newer than the revision they serve)."""
+    _publish(_registry(), "published by hand")
+
+
+@models.command("show")
+@click.argument("key", metavar="NAME@VERSION")
+def models_show(key: str) -> None:
+    """Everything the manifest holds about one version."""
+    from dataclasses import asdict
+
+    name, _, version = key.partition("@")
+    entry = asdict(_registry().get(name, version))
+    if "impute" in entry["params"]:
+        entry["params"]["impute"] = f"{len(entry['params']['impute'])} feature means"
+    console.print_json(data=entry)
+
+
+def _registry() -> Registry:
+    """The registry over the models folder (APEX_MODELS_DIR), the one every command here edits."""
+    from ..inference.registry import Registry
+
+    return Registry(get_settings().models_dir)
+
+
+def _publish(registry: Registry, reason: str) -> None:
+    """Tell the running workers about the manifest just written (live reload)."""
+    from ..inference.control import publish
+
+    manifest = registry.manifest()
+    try:
+        asyncio.run(publish(get_settings(), manifest, reason))
+    except Exception as exc:  # noqa: BLE001 - the manifest is written either way
+        console.print(
+            f"[yellow]manifest revision {manifest.revision} written, but workers were not told "
+            f"({type(exc).__name__}: {exc}); they load it when they start, or run "
+            "`apex-stream models publish` once the broker is back[/yellow]"
+        )
+        return
+    console.print(f"manifest revision {manifest.revision} published to the workers")
+
+
+def _print_models(entries: list[ModelEntry]) -> None:
+    table = Table(
+        "model", "type", "status", "traffic", "features", "test AUC", "test logloss", "created"
+    )
+    for e in entries:
+        table.add_row(
+            e.key,
+            e.type,
+            e.status,
+            f"{e.traffic:.0%}",
+            e.feature_version,
+            f"{e.metrics.get('test_auc', float('nan')):.4f}",
+            f"{e.metrics.get('test_logloss', float('nan')):.4f}",
+            e.created,
+        )
+    console.print(table)
