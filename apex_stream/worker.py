@@ -127,7 +127,6 @@ async def prepare_topics(pipeline: Pipeline) -> None:
 
 def run(settings: Settings) -> None:
     """Run a worker until interrupted (SIGINT/SIGTERM stop it cleanly)."""
-    logging.basicConfig(level=settings.log_level)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)  # before the app exists, so Faust binds to it
     pipeline, _ = build(settings)

@@ -49,8 +49,10 @@ def worker() -> None:
     """Run a stream worker (several workers in one group split the partitions)."""
     from .. import worker as worker_module
 
+    settings = get_settings()
+    configure_logging(settings)
     sys.argv = [sys.argv[0], "worker"]  # Faust's own command line: no further arguments
-    worker_module.run(get_settings())  # Faust handles the signals itself
+    worker_module.run(settings)  # Faust handles the signals itself
 
 
 @click.command()
