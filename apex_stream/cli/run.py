@@ -12,8 +12,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import click
-from aiokafka import AIOKafkaConsumer
 
+from ..client import kafka_consumer
 from ..events import EVENT_FOR_TOPIC
 from ..settings import Settings, get_settings
 from .common import console
@@ -158,16 +158,10 @@ def consume(topic: str, from_beginning: bool, count: int | None, meta: bool) -> 
     settings = get_settings()
 
     async def run() -> None:
-        consumer = AIOKafkaConsumer(
-            settings.topic_name(topic),
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if from_beginning else "latest",
-        )
-        await consumer.start()
         seen = 0
-        try:
+        async with kafka_consumer(
+            settings, settings.topic_name(topic), from_beginning=from_beginning
+        ) as consumer:
             async for msg in consumer:
                 try:
                     value = msgspec.json.decode(msg.value)
@@ -186,7 +180,5 @@ def consume(topic: str, from_beginning: bool, count: int | None, meta: bool) -> 
                 seen += 1
                 if count is not None and seen >= count:
                     break
-        finally:
-            await consumer.stop()
 
     run_until_signal(run)
