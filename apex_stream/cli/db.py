@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from ..settings import get_settings
+from ..sink.analytics import QUERIES
 from .common import console, parse_since
 
 
@@ -50,13 +51,8 @@ def _print_revision() -> None:
     console.print(f"revision {revision or 'none (empty database)'}; storage {storage or '-'}")
 
 
-#: the names of sink.analytics.QUERIES, written out: importing SQLAlchemy for them would slow
-#: every command (tests/unit/test_cli.py holds the two equal)
-QUERY_NAMES = ["predictions-per-minute", "outcomes-per-hour", "ab-comparison", "token-summary"]
-
-
 @click.command()
-@click.argument("name", type=click.Choice(QUERY_NAMES))
+@click.argument("name", type=click.Choice(list(QUERIES)))
 @click.option(
     "--since",
     default="1h",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, text
+if TYPE_CHECKING:  # SQLAlchemy loads when a query runs: the CLI lists QUERIES on every command
+    from sqlalchemy import Engine
 
 #: name -> (what it answers, SQL with a :since parameter)
 QUERIES: dict[str, tuple[str, str]] = {
@@ -49,6 +50,8 @@ QUERIES: dict[str, tuple[str, str]] = {
 
 def run(engine: Engine, name: str, since: datetime) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Column names and rows of one analytics query from ``since`` on."""
+    from sqlalchemy import text
+
     with engine.connect() as connection:
         result = connection.execute(text(QUERIES[name][1]), {"since": since})
         return list(result.keys()), [tuple(row) for row in result]
