@@ -139,14 +139,14 @@ class Pipeline:
         try:
             await work
             await self.settle()
-        except Exception as exc:  # noqa: BLE001 - the agent must survive any one batch
+        except Exception as exc:  # the agent must survive any one batch
             log.exception("batch of %d failed; dead-lettering it", len(messages))
             reason = f"processing failed: {type(exc).__name__}: {exc}"
             try:
                 await self.dead_letter([dead_letter(m, reason) for m in messages])
                 await self.settle()  # what was in flight before
                 await self.settle()  # these dead letters
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - then log every lost offset instead
                 for m in messages:
                     log.error("lost %s[%d]@%d: %s", m.topic, m.partition, m.offset, reason)
 

@@ -295,5 +295,5 @@ class Sink:
             await self.producer.send(
                 self.settings.topic_name(event.topic), encode(event), key=event.key()
             )
-        except Exception:  # noqa: BLE001 - reporting must never stop the sink
+        except Exception:  # reporting must never stop the sink
             log.exception("could not publish %s", type(event).__name__)

@@ -147,7 +147,7 @@ class BatchSource(Service):
         started = time.perf_counter()
         try:
             output = self.process.run(opportunities, outcomes)
-        except Exception as exc:  # noqa: BLE001 - no fetch may stop the stream
+        except Exception as exc:  # no fetch may stop the stream
             log.exception(
                 "a fetch of %d records failed; dead-lettering it",
                 len(outcomes) + len(opportunities),
