@@ -55,7 +55,7 @@ def attach_stream(pipeline: Pipeline, source: BatchSource) -> None:
     """Start the batch data path with the app; report the monitor's figures periodically."""
     app, process = pipeline.app, source.process
 
-    # faust's App.task and App.timer are untyped
+    # faust marks App.task and App.timer @no_type_check
     @app.task  # type: ignore[untyped-decorator]
     async def start_batch_path() -> None:
         learning, table = process.learning, pipeline.learner_state
@@ -99,7 +99,7 @@ def attach_reload(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> Non
             "serving manifest revision %d (%s): %s", ensemble.revision, reason, ensemble.describe()
         )
 
-    @pipeline.app.task  # type: ignore[untyped-decorator]  # faust's App.task is untyped
+    @pipeline.app.task  # type: ignore[untyped-decorator]  # faust: @no_type_check
     async def reload_models() -> None:
         await follow(settings, lambda: scorer.ensemble.revision, build, install)
 
