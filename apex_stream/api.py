@@ -114,11 +114,13 @@ def attach(pipeline: Pipeline, process: Process, source: BatchSource) -> None:
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
+            # recovery is on faust's TableManager, not its TableManagerT interface
+            recovery = pipeline.app.tables.recovery  # type: ignore[attr-defined]
             return _respond(
                 self,
                 {
                     "status": "ok",
-                    "recovered": pipeline.app.tables.recovery.completed.is_set(),
+                    "recovered": recovery.completed.is_set(),
                     "model_versions": scorer.ensemble.versions,
                     "manifest_revision": scorer.ensemble.revision,
                     "traffic": scorer.ensemble.traffic,

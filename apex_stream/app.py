@@ -8,13 +8,13 @@ shortcut. Opportunities and outcomes do not pass Faust's per-event streams: the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 import faust
 from aiokafka.admin import NewTopic
+from faust.types import RecordMetadata
 
 from .deadletter import dead_letter
 from .events import DeadLetter, Event, encode
@@ -63,8 +63,8 @@ class Pipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = create_app(settings)
-        self._sending: list[asyncio.Future[Any]] = []
-        self._in_flight: list[asyncio.Future[Any]] = []
+        self._sending: list[Awaitable[RecordMetadata]] = []
+        self._in_flight: list[Awaitable[RecordMetadata]] = []
 
         def topic(name: str) -> faust.TopicT:
             return self.app.topic(
@@ -103,7 +103,8 @@ class Pipeline:
         """
         conf = self.app.conf
         topics = [table.changelog_topic for table in self.app.tables.values()]
-        topics.append(self.app._leader_assignor._leader_topic)  # Faust has no public accessor
+        # Faust has no public accessor: private to its LeaderAssignor, not on LeaderAssignorT
+        topics.append(self.app._leader_assignor._leader_topic)  # type: ignore[attr-defined]
         return [
             NewTopic(
                 name=topic.get_topic_name(),
@@ -138,14 +139,14 @@ class Pipeline:
         try:
             await work
             await self.settle()
-        except Exception as exc:  # noqa: BLE001 - the agent must survive any one batch
+        except Exception as exc:  # the agent must survive any one batch
             log.exception("batch of %d failed; dead-lettering it", len(messages))
             reason = f"processing failed: {type(exc).__name__}: {exc}"
             try:
                 await self.dead_letter([dead_letter(m, reason) for m in messages])
                 await self.settle()  # what was in flight before
                 await self.settle()  # these dead letters
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - then log every lost offset instead
                 for m in messages:
                     log.error("lost %s[%d]@%d: %s", m.topic, m.partition, m.offset, reason)
 

@@ -134,7 +134,7 @@ class EventProducer:
 class OpportunityProducer(EventProducer):
     """Sends opportunities to the opportunities topic."""
 
-    async def send(self, event: Opportunity) -> None:  # type: ignore[override]
+    async def send(self, event: Event) -> None:
         if not isinstance(event, Opportunity):
             raise TypeError(f"OpportunityProducer sends Opportunity, not {type(event).__name__}")
         await super().send(event)

@@ -63,7 +63,8 @@ class Figures:
 def _worker_json(port: int, path: str) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return json.loads(response.read())
+            figures: dict[str, Any] = json.loads(response.read())
+            return figures
     except OSError:
         return {}
 
@@ -156,9 +157,9 @@ async def run_demo(
     shutil.copytree(settings.models_dir, models)
     procs = [_spawn(settings, c, console, {"APEX_MODELS_DIR": str(models)}) for c in COMMANDS]
     while not _scoring(settings):
-        for proc in procs:
+        for command, proc in zip(COMMANDS, procs, strict=True):
             if proc.poll() is not None:
-                raise RuntimeError(f"`apex-stream {proc.args[-1]}` exited; see its log")
+                raise RuntimeError(f"`apex-stream {command}` exited; see its log")
         await asyncio.sleep(0.5)
     console.print(
         f"[bold]dashboard: http://{settings.bridge_host}:{settings.bridge_port}/[/] "

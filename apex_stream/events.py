@@ -35,6 +35,7 @@ Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Timestamp = Annotated[float, msgspec.Meta(gt=0, description="Unix time in seconds (UTC).")]
+Severity = Literal["info", "warning", "critical"]
 
 
 class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -235,7 +236,7 @@ class Alert(Event, frozen=True):
 
     alert_id: Identifier
     kind: Name
-    severity: Literal["info", "warning", "critical"]
+    severity: Severity
     message: str
     data: dict[str, Any]
     model_version: str | None = None
@@ -312,8 +313,9 @@ def decode(payload: bytes | None, cls: type[E]) -> E:
     """Parse and validate one message; raises :class:`InvalidEvent` with a readable reason."""
     if payload is None:
         raise InvalidEvent("message has no value (a tombstone?); send the event as JSON")
+    decoder: msgspec.json.Decoder[E] = _decoders[cls]
     try:
-        return _decoders[cls].decode(payload)
+        return decoder.decode(payload)
     except msgspec.ValidationError as exc:
         raise InvalidEvent(f"invalid {cls.__name__}: {exc}") from None
     except msgspec.DecodeError as exc:
@@ -334,9 +336,10 @@ def decode_batch(payloads: Sequence[bytes | None], cls: type[E]) -> Batch[E]:
     """Decode and validate many messages of one type: msgspec's checks per message, in C, then
     ``__post_init__``'s once over the batch (:meth:`Event.problems`), with the reasons
     :func:`decode` gives."""
-    decoder = _decoders[cls]
+    decoder: msgspec.json.Decoder[E] = _decoders[cls]
     token = _batched.set(True)
     try:
+        # a None payload raises TypeError here, which sends the batch down the per-message path
         events = list(map(decoder.decode, payloads))  # type: ignore[arg-type]
         index = list(range(len(events)))
         rejected: list[tuple[int, str]] = []
@@ -362,4 +365,5 @@ def decode_batch(payloads: Sequence[bytes | None], cls: type[E]) -> Batch[E]:
 
 def to_builtins(event: Event) -> dict[str, Any]:
     """The event as plain Python types (for JSON lines, dashboards and the database)."""
-    return msgspec.to_builtins(event)
+    builtins: dict[str, Any] = msgspec.to_builtins(event)
+    return builtins

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
@@ -21,7 +22,7 @@ class BatchHistogram:
         self.total = 0.0
         REGISTRY.register(self)
 
-    def observe(self, values: np.ndarray) -> None:
+    def observe(self, values: ArrayLike) -> None:
         """Count every value of a batch into its bucket (``le``: upper bound inclusive)."""
         values = np.asarray(values, np.float64)
         self.counts += np.bincount(

@@ -55,7 +55,8 @@ def attach_stream(pipeline: Pipeline, source: BatchSource) -> None:
     """Start the batch data path with the app; report the monitor's figures periodically."""
     app, process = pipeline.app, source.process
 
-    @app.task
+    # faust marks App.task and App.timer @no_type_check
+    @app.task  # type: ignore[untyped-decorator]
     async def start_batch_path() -> None:
         learning, table = process.learning, pipeline.learner_state
         blob = table.get(pipeline.settings.app_id.encode())  # tables are recovered by now
@@ -64,7 +65,7 @@ def attach_stream(pipeline: Pipeline, source: BatchSource) -> None:
         settle_garbage_collector()
         await app.add_runtime_dependency(source)
 
-    @app.timer(interval=pipeline.settings.metrics_every_s)
+    @app.timer(interval=pipeline.settings.metrics_every_s)  # type: ignore[untyped-decorator]
     async def report() -> None:
         """Threshold alerts and this period's figures to the alerts and metrics topics."""
         monitor = process.monitor
@@ -98,7 +99,7 @@ def attach_reload(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> Non
             "serving manifest revision %d (%s): %s", ensemble.revision, reason, ensemble.describe()
         )
 
-    @pipeline.app.task
+    @pipeline.app.task  # type: ignore[untyped-decorator]  # faust: @no_type_check
     async def reload_models() -> None:
         await follow(settings, lambda: scorer.ensemble.revision, build, install)
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.unit.test_lifecycle import ever_significant  # noqa: E402
+from tests.unit.test_lifecycle import ever_significant
 
 CASES = [(0.6, 0.6, 0.05), (0.6, 0.6, 0.01), (0.6, 0.65, 0.01), (0.6, 0.7, 0.01)]
 

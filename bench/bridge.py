@@ -110,7 +110,7 @@ class Recorder:
                     self.counts.append(len(batch))
                     self.stamps.extend([e.ts for e in batch])
                     self.bytes += len(frame)
-        except Exception:  # closed: counted, the others go on
+        except Exception:  # noqa: BLE001 - closed: counted, the others go on
             self.closed += 1
 
     def stop(self, path: str) -> dict[str, Any]:

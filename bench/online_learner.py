@@ -31,7 +31,7 @@ BATCH = 256
 CHUNKS = (1, CHUNK, 32, 128)
 
 
-def river_learn(learner: OnlineLearner, X: np.ndarray, y: np.ndarray, model) -> None:  # noqa: ANN001
+def river_learn(learner: OnlineLearner, X: np.ndarray, y: np.ndarray, model) -> None:
     names = learner.features
     for row, label in zip(X.tolist(), y.tolist(), strict=True):
         model.learn_one(dict(zip(names, row, strict=True)), bool(label))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 import msgspec
 import numpy as np
@@ -87,6 +87,10 @@ class Filter(msgspec.Struct, forbid_unknown_fields=True):
         return None if mask.all() else mask
 
 
+@overload
+def _as_set(value: str | list[str]) -> frozenset[str]: ...
+@overload
+def _as_set(value: None) -> None: ...
 def _as_set(value: str | list[str] | None) -> frozenset[str] | None:
     if value is None:
         return None

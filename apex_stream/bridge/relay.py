@@ -83,11 +83,10 @@ class Relay:
         while True:
             async with TopicAdmin(self.settings) as admin:
                 states = {s.broker_name: s for s in await admin.describe()}
-            missing = [t for t in self.by_topic if not states[t].exists]
+            counts = {t: n for t in self.by_topic if (n := states[t].partitions) is not None}
+            missing = [t for t in self.by_topic if t not in counts]
             if not missing:
-                return [
-                    TopicPartition(t, p) for t in self.by_topic for p in range(states[t].partitions)
-                ]
+                return [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
             log.warning("waiting for topics %s (apex-stream topics create)", missing)
             await asyncio.sleep(2)
 

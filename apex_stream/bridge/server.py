@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Origin
 
 from ..settings import Settings
 from . import metrics
@@ -64,7 +65,7 @@ class Bridge:
             s.bridge_host,
             s.bridge_port,
             process_request=self.http,
-            origins=[*s.bridge_origins, None] if s.bridge_origins else None,
+            origins=[*map(Origin, s.bridge_origins), None] if s.bridge_origins else None,
             max_size=s.bridge_max_command_bytes,
             compression=None,
         ) as server:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from faust.types import AppT, StreamT
+
 from ..app import Pipeline
 from ..deadletter import split_valid
 from ..events import PriceTick
@@ -39,7 +41,7 @@ def attach(pipeline: Pipeline) -> None:
     owned = MarketState()
 
     @pipeline.app.on_partitions_revoked.connect
-    async def forget(app, revoked, **kwargs) -> None:  # noqa: ANN001, ANN003, ARG001
+    async def forget(app: AppT, /, *args: Any, **kwargs: Any) -> None:
         """Tokens may move to another worker: continue from the table, not stale local rows."""
         nonlocal owned
         owned = MarketState()
@@ -62,8 +64,12 @@ def attach(pipeline: Pipeline) -> None:
             PRICE_TICKS.inc(len(ticks))
 
     @pipeline.app.agent(pipeline.prices, name="prices")
-    async def prices(stream):  # noqa: ANN001, ANN202 (faust agent signature)
+    async def prices(stream: StreamT[Any]) -> None:
         delay = settings.prices_batch_delay_ms / 1000
-        async for events in stream.take_events(settings.batch_max_size, within=delay):
+        # faust's StreamT interface lacks take_events, which its Stream (what agents get) has
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_max_size, within=delay
+        )
+        async for events in batches:
             messages = [e.message for e in events]
             await pipeline.guarded(messages, apply(messages))

@@ -139,7 +139,8 @@ def opportunity_features(
     mean[known[:, 0] == 0] = np.nan
 
     def column(name: str) -> np.ndarray:
-        return worst[:, _T[name]]
+        values: np.ndarray = worst[:, _T[name]]
+        return values
 
     min_log_liq = column("log_liquidity")
     market_cols = [

@@ -66,13 +66,13 @@ async def follow(
                     continue
                 try:
                     built = await asyncio.to_thread(build, Manifest.from_json(event.manifest))
-                except Exception:  # noqa: BLE001 - keep serving the current revision
+                except Exception:  # keep serving the current revision
                     log.exception("manifest revision %d not applied", event.revision)
                 else:
                     install(built, event.reason)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - a broker hiccup must not end live reload
+        except Exception:  # a broker hiccup must not end live reload
             log.exception("following %s failed; retrying in 5 s", tp.topic)
             await asyncio.sleep(5)
         finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from .voting import StackingParams, Vote, VotingConfig, vote
 if TYPE_CHECKING:
     from .online_member import OnlineLearner
     from .onnx_member import OnnxMember
+    from .providers import Device
     from .xgb_member import XGBoostMember
 
 
@@ -121,7 +122,7 @@ def serving(manifest: Manifest, spec: MemberSpec) -> tuple[list[ModelEntry], tup
     return [manifest.active(spec.name)], (1.0,)
 
 
-def load_member(registry: Registry, entry: ModelEntry, *, device: str, threads: int) -> Member:
+def load_member(registry: Registry, entry: ModelEntry, *, device: Device, threads: int) -> Member:
     """One version of a member (checksum and feature version verified on loading)."""
     return SPECS[entry.name].load(registry.load_bytes(entry), entry.version, device, threads)
 
@@ -161,20 +162,22 @@ class Ensemble:
             )
         self.voting = voting_config(settings, manifest)
 
+    # the arms hold Members; each member's loader in SPECS builds the class named here
+
     @property
     def xgboost(self) -> XGBoostMember:
         """The active XGBoost version."""
-        return self.arms["xgboost"].models[0]  # type: ignore[return-value]
+        return cast("XGBoostMember", self.arms["xgboost"].models[0])
 
     @property
     def onnx(self) -> OnnxMember:
         """The active ONNX version."""
-        return self.arms["onnx"].models[0]  # type: ignore[return-value]
+        return cast("OnnxMember", self.arms["onnx"].models[0])
 
     @property
     def online(self) -> OnlineLearner:
         """The live online learner (the worker teaches it outcomes)."""
-        return self.arms["online"].models[0]  # type: ignore[return-value]
+        return cast("OnlineLearner", self.arms["online"].models[0])
 
     @property
     def online_means(self) -> np.ndarray:

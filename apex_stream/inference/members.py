@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..settings import Settings
+    from .providers import Device
 
 
 class Member(Protocol):
@@ -36,7 +37,7 @@ class Member(Protocol):
 
 
 #: A member from its file's bytes (already checksum-verified), version, device and threads.
-Loader = Callable[[bytes, str, str, int], Member]
+Loader = Callable[[bytes, str, "Device", int], Member]
 
 
 @dataclass(frozen=True)
@@ -62,19 +63,19 @@ class MemberSpec:
 # model, so the registry and the CLI read this catalogue without them.
 
 
-def _xgboost(model: bytes, version: str, device: str, threads: int) -> Member:
+def _xgboost(model: bytes, version: str, device: Device, threads: int) -> Member:
     from .xgb_member import XGBoostMember
 
     return XGBoostMember(model, version, device=device, threads=threads)
 
 
-def _onnx(model: bytes, version: str, device: str, threads: int) -> Member:
+def _onnx(model: bytes, version: str, device: Device, threads: int) -> Member:
     from .onnx_member import OnnxMember
 
     return OnnxMember(model, version, device=device, threads=threads)
 
 
-def _online(model: bytes, version: str, device: str, threads: int) -> Member:
+def _online(model: bytes, version: str, device: Device, threads: int) -> Member:
     """The snapshot carries its own version; numpy needs no device or thread setting."""
     from .online_member import OnlineLearner
 

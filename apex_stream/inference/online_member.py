@@ -137,4 +137,5 @@ def _standardise(X: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.
 
 
 def _sigmoid(logit: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(logit, -500, 500)))
+    p: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(logit, -500, 500)))
+    return p

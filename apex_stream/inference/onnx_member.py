@@ -90,7 +90,8 @@ def build_mlp_onnx(
         props["version"] = version
     helper.set_model_props(model, props)
     onnx.checker.check_model(model, full_check=True)
-    return model.SerializeToString()
+    blob: bytes = model.SerializeToString()
+    return blob
 
 
 class OnnxMember:
@@ -131,5 +132,6 @@ class OnnxMember:
         x = np.ascontiguousarray(X, dtype=np.float32)  # no copy when already C float32
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected features of shape (n, {self.n_features}), got {x.shape}")
+        p: np.ndarray
         (p,) = self.session.run(self._outputs, {self._input: x})
         return p.astype(np.float64)

@@ -121,7 +121,7 @@ def _open(
                     source, options, providers=candidates, enable_fallback=0
                 )
                 error = ""
-            except Exception as exc:  # onnxruntime's errors derive from Exception only
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises plain Exceptions
                 error = str(exc).strip()
         if native:
             log.debug("onnxruntime stderr while creating the session:\n%s", "\n".join(native))

@@ -161,7 +161,9 @@ def _unanimous(s: dict[str, np.ndarray], threshold: float) -> Vote:
     stacked = np.stack(list(s.values()))
     votes = stacked > threshold
     agree = votes.all(axis=0) | ~votes.any(axis=0)
-    return Vote(np.where(agree, stacked.mean(axis=0), NEUTRAL), votes.all(axis=0))
+    decision = votes.all(axis=0)
+    # numpy's stubs type all(axis=...) as a scalar or an array, whatever the array's dimensions
+    return Vote(np.where(agree, stacked.mean(axis=0), NEUTRAL), decision)  # type: ignore[arg-type]
 
 
 def _stack(params: StackingParams, stacked: np.ndarray) -> np.ndarray:
@@ -194,4 +196,5 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     """``exp(-log(1 + exp(-z)))`` neither overflows for very negative ``z`` (as ``1 / (1 +
     exp(-z))`` does) nor loses the relative precision of tiny probabilities (as the tanh form does).
     """
-    return np.exp(-np.logaddexp(0.0, -z))
+    p: np.ndarray = np.exp(-np.logaddexp(0.0, -z))
+    return p

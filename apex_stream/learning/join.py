@@ -147,7 +147,8 @@ class PartitionJoin:
         slots = np.arange(self.tail, until) % self.capacity
         keys = self.ids[slots]
         dropped = 0
-        for j in np.flatnonzero(np.not_equal(keys, None)).tolist():  # not joined yet
+        # not joined yet; numpy's stubs reject None, an operand of object arrays like any other
+        for j in np.flatnonzero(np.not_equal(keys, None)).tolist():  # type: ignore[call-overload]
             if self.index.get(keys[j]) == self.tail + j:  # not scored again since
                 del self.index[keys[j]]
                 dropped += 1

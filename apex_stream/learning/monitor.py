@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from river.drift import ADWIN
 
-from ..events import Alert, Metric
+from ..events import Alert, Metric, Severity
 from ..features import FEATURES
 from ..inference.members import MEMBERS
 from ..settings import Settings
@@ -206,7 +206,12 @@ class Monitor:
         return Metric(source=self.source, values=values)
 
     def _alert(
-        self, kind: str, severity: str, message: str, data: dict[str, Any], version: str | None
+        self,
+        kind: str,
+        severity: Severity,
+        message: str,
+        data: dict[str, Any],
+        version: str | None,
     ) -> list[Alert]:
         now = time.monotonic()
         if now - self._last_alert.get(kind, -np.inf) < self.settings.alert_cooldown_s:
@@ -216,7 +221,7 @@ class Monitor:
             Alert(
                 alert_id=uuid.uuid4().hex,
                 kind=kind[:64],
-                severity=severity,  # type: ignore[arg-type]
+                severity=severity,
                 message=message,
                 data=data | {"source": self.source},
                 model_version=version,

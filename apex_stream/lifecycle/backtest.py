@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -258,20 +259,21 @@ def compare(
 ) -> tuple[StrategyResult, StrategyResult, StrategyResult]:
     """ML gate, baseline and execute-all figures over ``history``."""
     d = history.data
-    common = {
-        "profit": d.profit_usd,
-        "success": d.y > 0.5,
-        "timestamps": d.timestamp,
-        "start": history.start,
-        "end": history.end,
-        "period": period,
-    }
+    strategy = partial(
+        evaluate,
+        profit=d.profit_usd,
+        success=d.y > 0.5,
+        timestamps=d.timestamp,
+        start=history.start,
+        end=history.end,
+        period=period,
+    )
     # the features are float32: compare the confidence in float32 too (monotone rounding)
     baseline = history.confidence >= np.float32(min_confidence)
     return (
-        evaluate("ML gate", decision, **common),
-        evaluate(f"baseline (confidence >= {min_confidence:g})", baseline, **common),
-        evaluate("execute all (reference)", np.ones(len(d), dtype=bool), **common),
+        strategy("ML gate", decision),
+        strategy(f"baseline (confidence >= {min_confidence:g})", baseline),
+        strategy("execute all (reference)", np.ones(len(d), dtype=bool)),
     )
 
 

@@ -122,7 +122,7 @@ class Controller:
                 while True:
                     try:
                         await self.step()
-                    except Exception:  # noqa: BLE001 - a failed step must not end the controller
+                    except Exception:  # a failed step must not end the controller
                         log.exception("lifecycle step failed; trying again next interval")
                     await asyncio.sleep(self.settings.lifecycle_interval_s)
             finally:

@@ -227,6 +227,6 @@ def broker_answers(bootstrap: str) -> bool:
 
     try:
         asyncio.run(probe())
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure means the broker does not answer
         return False
     return True

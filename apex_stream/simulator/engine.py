@@ -28,6 +28,10 @@ SUCCESS_GAS, REVERT_GAS = (0.85, 1.0), (0.25, 0.7)
 #: Gas price drift between quote and inclusion (lognormal sigma).
 GAS_PRICE_DRIFT = 0.05
 
+#: An outcome waiting for its block: (executed_at, opportunity_id, route_id, chain, success,
+#: realized_profit_usd, gas_used, gas_cost_usd), in a heap by time.
+_Pending = tuple[float, str, str, str, bool, float, float, float]
+
 
 def delay_range(block_time: float) -> tuple[float, float]:
     """Bounds of the delay between an opportunity and its outcome on a chain, in seconds."""
@@ -66,7 +70,7 @@ class MarketSimulator:
         # with one seed never reuse an opportunity_id
         self._id_prefix = f"op-{seed}-{int(start_time * 1000):x}-"
         self._count = 0
-        self._pending: list[tuple] = []
+        self._pending: list[_Pending] = []
         self._block_time = np.array([c.block_time for c in self.config.chains])
         # Each (chain, token) quotes at ``tick_rate`` in total, split over the dexes listing it.
         key = m.pool_chain * len(self.config.tokens) + m.pool_token
@@ -219,7 +223,7 @@ class MarketSimulator:
                 )
             )
         done = np.flatnonzero(executed)
-        for i, *outcome in zip(
+        for i, at, ok, gain, used, cost in zip(
             done.tolist(),
             executed_at[done].tolist(),
             success[done].tolist(),
@@ -228,8 +232,8 @@ class MarketSimulator:
             gas_cost[done].tolist(),
             strict=True,
         ):
-            at, *rest = outcome
-            heapq.heappush(self._pending, (at, ids[i], events[i].route_id, events[i].chain, *rest))
+            route, chain = events[i].route_id, events[i].chain
+            heapq.heappush(self._pending, (at, ids[i], route, chain, ok, gain, used, cost))
         return events, p
 
     def _settle(self, until: float) -> list[Outcome]:

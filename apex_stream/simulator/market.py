@@ -44,7 +44,8 @@ def _ou(
 ) -> np.ndarray:
     """Exact OU update towards 0 with stationary standard deviation ``sigma``."""
     a = np.exp(-h / tau)
-    return x * a + sigma * np.sqrt(1.0 - a * a) * z
+    updated: np.ndarray = x * a + sigma * np.sqrt(1.0 - a * a) * z
+    return updated
 
 
 class Market:
@@ -59,8 +60,7 @@ class Market:
             for c, chain in enumerate(config.chains)
             for tok in chain.tokens
             for dex in chain.dexes
-            if config.dexes[dex_index[dex]].lists is None
-            or tok in config.dexes[dex_index[dex]].lists
+            if (lists := config.dexes[dex_index[dex]].lists) is None or tok in lists
         ]
         self.pool_chain, self.pool_token, self.pool_dex = np.array(pools).T
         self.pool_names = [
@@ -150,4 +150,5 @@ class Market:
     def tick_volumes(self, pools: np.ndarray) -> np.ndarray:
         """USD volume traded since each quote's previous one: heavy-tailed, higher in stress."""
         scale = 2e-4 * self.depth[pools] * VOLUME_MULT[self.regime[self.pool_token[pools]]]
-        return scale * self._rng.lognormal(0.0, 1.2, len(pools))
+        volumes: np.ndarray = scale * self._rng.lognormal(0.0, 1.2, len(pools))
+        return volumes

@@ -171,7 +171,8 @@ class RouteBook:
         w *= (self.chain_share / np.add.reduceat(w, self.chain_start))[self.chain]
         cdf = np.cumsum(w)
         picks = np.searchsorted(cdf, self._rng.random(n) * cdf[-1], side="right")
-        return np.minimum(picks, len(w) - 1)
+        chosen: np.ndarray = np.minimum(picks, len(w) - 1)
+        return chosen
 
     def price(self, routes: np.ndarray, q: Quotes) -> Priced:
         """Size, quote and score the chosen routes; sizes scatter around the planned one."""

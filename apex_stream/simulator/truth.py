@@ -114,7 +114,8 @@ def success_probability(x: TruthInputs) -> np.ndarray:
         _WEIGHTS_AFTER @ terms,
         _WEIGHTS_BEFORE @ terms,
     )
-    return np.clip(1.0 / (1.0 + np.exp(-z)), P_MIN, P_MAX)
+    p: np.ndarray = np.clip(1.0 / (1.0 + np.exp(-z)), P_MIN, P_MAX)
+    return p
 
 
 def concat(parts: list[TruthInputs]) -> TruthInputs:

@@ -134,7 +134,10 @@ class Sink:
             self.engine.dispose()
 
     async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord]]:
-        return await self.consumer.getmany(timeout_ms=200, max_records=self.batch_records)
+        fetched: dict[TopicPartition, list[ConsumerRecord]] = await self.consumer.getmany(
+            timeout_ms=200, max_records=self.batch_records
+        )
+        return fetched
 
     def _encode(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> Batch:
         """Each table's rows, encoded for binary COPY."""
@@ -292,5 +295,5 @@ class Sink:
             await self.producer.send(
                 self.settings.topic_name(event.topic), encode(event), key=event.key()
             )
-        except Exception:  # noqa: BLE001 - reporting must never stop the sink
+        except Exception:  # reporting must never stop the sink
             log.exception("could not publish %s", type(event).__name__)

@@ -106,7 +106,7 @@ def _float8_array(values: list[float | None]) -> bytes:
     if None in values:
         header = struct.pack(">iiiii", 1, 1, FLOAT8_OID, n, 1)
         return _field(header + b"".join([_NULL if v is None else _FLOAT8(8, v) for v in values]))
-    pairs = [8] * (2 * n)
+    pairs: list[float | None] = [8] * (2 * n)
     pairs[1::2] = values
     return _float8_array_of(n)(20 + 12 * n, 1, 0, FLOAT8_OID, n, 1, *pairs)
 

@@ -17,9 +17,10 @@ others and returns the rejected ones with the database's reason.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from .rows import COPY_HEADER, COPY_TRAILER, TableSpec
 
@@ -33,6 +34,14 @@ def payload(rows: Sequence[bytes]) -> bytes:
     return b"".join((COPY_HEADER, *rows, COPY_TRAILER))
 
 
+def _cursor(connection: Connection) -> psycopg.Cursor[Any]:
+    """A cursor of the psycopg connection under ``connection``: binary COPY is psycopg's own."""
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):
+        raise TypeError(f"the sink writes through psycopg, not {type(driver).__name__}")
+    return driver.cursor()
+
+
 def write(engine: Engine, spec: TableSpec, rows: Sequence[bytes]) -> int:
     """Write encoded rows to ``spec``'s table; returns how many were new. Commits or raises."""
     if not rows:
@@ -41,7 +50,7 @@ def write(engine: Engine, spec: TableSpec, rows: Sequence[bytes]) -> int:
     columns = ", ".join(spec.column_names)
     try:
         with engine.begin() as connection:
-            cursor = connection.connection.driver_connection.cursor()
+            cursor = _cursor(connection)
             with cursor.copy(f"COPY {spec.name} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(data)
             return len(rows)
@@ -55,7 +64,7 @@ def write_staged(engine: Engine, spec: TableSpec, data: bytes) -> int:
     columns = ", ".join(spec.column_names)
     stage = f"stage_{spec.name}"
     with engine.begin() as connection:
-        cursor = connection.connection.driver_connection.cursor()
+        cursor = _cursor(connection)
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {spec.name}) ON COMMIT DELETE ROWS"
         )

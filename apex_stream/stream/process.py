@@ -119,7 +119,7 @@ class Process:
             return []
         try:
             X, scores = self.scorer.score(opportunities)
-        except Exception as exc:  # noqa: BLE001 - a bad batch must not stop the stream
+        except Exception as exc:  # a bad batch must not stop the stream
             log.exception("scoring a batch of %d failed; dead-lettering it", len(kept))
             reason = f"processing failed: {type(exc).__name__}: {exc}"
             self._reject([dead_letter(r, reason) for r in kept], out)

@@ -33,6 +33,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from faust.types import AppT
 from mode import Service
 
 from ..app import Pipeline
@@ -99,7 +100,8 @@ class BatchSource(Service):
         app = self.pipeline.app
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_rebalance_complete.connect(self._on_rebalance_complete)
-        if app.tables.recovery.completed.is_set():  # started after the first rebalance
+        # started after the first rebalance; recovery is on faust's TableManager, not its interface
+        if app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             await self._follow_assignment()
 
     async def on_stop(self) -> None:
@@ -145,7 +147,7 @@ class BatchSource(Service):
         started = time.perf_counter()
         try:
             output = self.process.run(opportunities, outcomes)
-        except Exception as exc:  # noqa: BLE001 - no fetch may stop the stream
+        except Exception as exc:  # no fetch may stop the stream
             log.exception(
                 "a fetch of %d records failed; dead-lettering it",
                 len(outcomes) + len(opportunities),
@@ -196,9 +198,10 @@ class BatchSource(Service):
         table = self.pipeline.learner_state
         key = self.settings.app_id.encode()
         table.data[key] = blob
-        return await self.producer.send(
+        delivery: asyncio.Future[Any] = await self.producer.send(
             table.changelog_topic.get_topic_name(), blob, key=key, partition=0
         )
+        return delivery
 
     async def _settle(self, fetches: int) -> None:
         """Wait for the outputs of the oldest ``fetches`` fetches; their positions become
@@ -260,7 +263,7 @@ class BatchSource(Service):
 
     # -- ownership ----------------------------------------------------------------------------
 
-    async def _on_revoked(self, app: Any, revoked: Iterable[Any], **kwargs: Any) -> None:
+    async def _on_revoked(self, app: AppT, /, *args: Any, **kwargs: Any) -> None:
         """Before Faust's rebalance goes on: finish, flush, commit, stop fetching."""
         async with self._lock:
             await self._release()
@@ -277,7 +280,7 @@ class BatchSource(Service):
         log.info("released partitions %s", sorted(self.owned))
         self.owned = set()
 
-    async def _on_rebalance_complete(self, app: Any, **kwargs: Any) -> None:
+    async def _on_rebalance_complete(self, app: AppT, /, *args: Any, **kwargs: Any) -> None:
         await self._follow_assignment()
 
     async def _follow_assignment(self) -> None:

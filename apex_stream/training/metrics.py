@@ -6,6 +6,7 @@ lifecycle controller imports this module (through retraining) and starts without
 
 from __future__ import annotations
 
+import importlib
 import math
 from types import ModuleType
 
@@ -17,10 +18,9 @@ EPS = 1e-7
 
 def _sklearn_metrics() -> ModuleType:
     try:
-        from sklearn import metrics
+        return importlib.import_module("sklearn.metrics")
     except ImportError as exc:
         raise ImportError("training metrics need scikit-learn: pip install -e '.[train]'") from exc
-    return metrics
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:

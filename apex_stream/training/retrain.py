@@ -62,11 +62,11 @@ class RetrainResult:
 def load_history(engine: Engine, since: datetime, window: int) -> Dataset:
     """Stored predictions with outcomes, oldest first (see the module docstring)."""
     with engine.connect() as connection:
-        rows = connection.execute(
+        newest_first = connection.execute(
             HISTORY_SQL,
             {"feature_version": FEATURE_VERSION, "since": since, "window": window},
         ).all()
-    rows.reverse()
+    rows = newest_first[::-1]
     X = np.array([r[0] for r in rows], dtype=np.float64).reshape(len(rows), len(FEATURES))
     y = np.array([r[1] for r in rows], dtype=np.float32)
     profit = np.array([r[2] for r in rows], dtype=np.float64)
@@ -161,8 +161,8 @@ def retrain(
                 )
             )
     for name in files:
-        active = registry.active(name).version
-        registry.split(name, {active: 1 - candidate_traffic, version: candidate_traffic})
+        active_version = registry.active(name).version
+        registry.split(name, {active_version: 1 - candidate_traffic, version: candidate_traffic})
     return RetrainResult(version, n, entries, comparison, registry.manifest())
 
 

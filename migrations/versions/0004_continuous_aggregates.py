@@ -78,11 +78,12 @@ GROUP BY 1, 2, 3""",
 
 
 def storage() -> str:
-    return (
+    value: str = (
         op.get_bind()
         .exec_driver_sql("SELECT value FROM apex_meta WHERE key = 'storage'")
         .scalar_one()
     )
+    return value
 
 
 def upgrade() -> None:

@@ -27,11 +27,12 @@ TABLES = ("price_ticks", "opportunities", "predictions", "outcomes")
 
 
 def storage() -> str:
-    return (
+    value: str = (
         op.get_bind()
         .exec_driver_sql("SELECT value FROM apex_meta WHERE key = 'storage'")
         .scalar_one()
     )
+    return value
 
 
 def upgrade() -> None:

@@ -117,7 +117,7 @@ async def predicted(settings: Settings, wanted: set[str], timeout: float) -> set
     return seen
 
 
-async def wait_for(condition, timeout: float, what: str) -> None:  # noqa: ANN001
+async def wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"{what} not within {timeout} s"
