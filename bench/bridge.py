@@ -480,7 +480,7 @@ async def main() -> None:
     from apex_stream.client import EventProducer
     from apex_stream.settings import Settings
     from apex_stream.topics import TopicAdmin
-    from tests.integration.bridge import running_bridge
+    from tests.support.bridge import running_bridge
 
     raise_nofile()
     settings = Settings(topic_prefix=f"wsbench{uuid.uuid4().hex[:6]}.")

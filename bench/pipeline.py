@@ -51,7 +51,7 @@ from procstat import cpu_ticks  # noqa: E402
 from pyspy import stacks  # noqa: E402
 from traffic import Arrivals, Sender, Traffic, start_worker  # noqa: E402
 
-from tests.integration.processes import stop_process  # noqa: E402
+from tests.support.processes import stop_process  # noqa: E402
 
 HERE = Path(__file__).parent
 LOG = HERE / ".worker.log"

@@ -55,9 +55,9 @@ from pipeline import drop  # noqa: E402
 from procstat import cpu_ticks, machine_ticks  # noqa: E402
 from pyspy import stacks  # noqa: E402
 
-from tests.events import prediction_for  # noqa: E402
-from tests.integration.database import temporary_database  # noqa: E402
-from tests.integration.processes import stop_process  # noqa: E402
+from tests.support.database import temporary_database  # noqa: E402
+from tests.support.events import prediction_for  # noqa: E402
+from tests.support.processes import stop_process  # noqa: E402
 
 BATCH = 20_000
 #: rows/s from one sink process that issue 4 asks for

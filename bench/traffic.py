@@ -8,7 +8,7 @@
 - :class:`Arrivals`: a librdkafka consumer of `predictions` on a thread of its own, noting when
   each prediction arrives: latency is arrival minus the opportunity's send time.
 - :func:`start_worker`: an `apex-stream worker` process on the run's topics (stop it with
-  ``tests.integration.processes.stop_process``).
+  ``tests.support.processes.stop_process``).
 """
 
 from __future__ import annotations

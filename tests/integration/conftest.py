@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.database import temporary_database
+from tests.support.database import temporary_database
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from apex_stream.sink import migrations
 from apex_stream.sink.analytics import run
 from apex_stream.sink.rows import TABLES
 from apex_stream.sink.writer import write
-from tests.events import prediction_for
+from tests.support.events import prediction_for
 
 SINCE = datetime(2020, 1, 1, tzinfo=UTC)
 VERSIONS = ("1.0.0", "1.1.0")

@@ -20,7 +20,7 @@ from apex_stream.bridge.protocol import (
     since_ms,
 )
 from apex_stream.events import Alert, encode
-from tests import events
+from tests.support import events
 
 
 @dataclass

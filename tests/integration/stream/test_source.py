@@ -23,9 +23,9 @@ from apex_stream.simulator import MarketSimulator, SimConfig
 from apex_stream.sink import migrations
 from apex_stream.stream.source import skip_backlog
 from apex_stream.topics import TopicAdmin
-from tests.events import opportunity, outcome_for
-from tests.integration.processes import running_command
-from tests.integration.worker import get, metrics, running_worker, worker_env
+from tests.support.events import opportunity, outcome_for
+from tests.support.processes import running_command
+from tests.support.worker import get, metrics, running_worker, worker_env
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apex_stream.client import kafka_consumer
 from apex_stream.settings import Settings
-from tests.integration.processes import running_command
+from tests.support.processes import running_command
 
 
 def worker_env(settings: Settings, port: int) -> dict[str, str]:

@@ -26,7 +26,7 @@ from apex_stream.client import EventProducer
 from apex_stream.events import Alert, Metric, Prediction
 from apex_stream.settings import Settings
 from apex_stream.topics import TopicAdmin
-from tests.integration.bridge import running_bridge
+from tests.support.bridge import running_bridge
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 VERSIONS = {"xgboost": "1.0.0", "onnx": "1.1.0", "online": "1.0.7"}

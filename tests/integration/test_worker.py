@@ -18,7 +18,7 @@ from apex_stream.inference import members
 from apex_stream.settings import Settings
 from apex_stream.simulator import MarketSimulator
 from apex_stream.topics import TopicAdmin
-from tests.integration.worker import collect, get, post, running_worker
+from tests.support.worker import collect, get, post, running_worker
 
 MEMBERS = set(members.MEMBERS)
 pytestmark = pytest.mark.slow

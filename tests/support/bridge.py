@@ -13,7 +13,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 
 from apex_stream.settings import Settings
-from tests.integration.processes import running_command
+from tests.support.processes import running_command
 
 
 def running_bridge(

@@ -32,8 +32,8 @@ from apex_stream.simulator import MarketSimulator, SimConfig
 from apex_stream.sink import migrations
 from apex_stream.topics import TopicAdmin
 from apex_stream.training.retrain import load_history
-from tests.integration.processes import running_command
-from tests.integration.worker import collect, get, running_worker, worker_env
+from tests.support.processes import running_command
+from tests.support.worker import collect, get, running_worker, worker_env
 
 pytestmark = pytest.mark.slow
 

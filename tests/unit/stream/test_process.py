@@ -20,7 +20,7 @@ from apex_stream.learning.monitor import Monitor
 from apex_stream.learning.outcomes import Learning
 from apex_stream.settings import Settings
 from apex_stream.stream.process import Process
-from tests.events import opportunity, outcome_for
+from tests.support.events import opportunity, outcome_for
 
 Record = namedtuple("Record", "topic partition offset timestamp key value")
 

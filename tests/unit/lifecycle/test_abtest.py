@@ -20,10 +20,10 @@ from apex_stream.inference.registry import ModelError, Registry, validate
 from apex_stream.inference.routes import assign
 from apex_stream.lifecycle.abtest import Arm, decide, sequential_p, two_proportion_z
 from apex_stream.lifecycle.controller import ArmFigures
-from apex_stream.settings import Settings
+from apex_stream.settings import ROOT, Settings
 from apex_stream.training.retrain import next_version
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = ROOT / "models"
 
 
 def test_assignment_is_sticky_and_follows_the_split() -> None:

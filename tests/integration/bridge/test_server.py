@@ -21,8 +21,8 @@ from apex_stream.client import EventProducer
 from apex_stream.events import Outcome
 from apex_stream.settings import Settings
 from apex_stream.topics import TopicAdmin
-from tests.events import opportunity, prediction
-from tests.integration.bridge import receive, running_bridge
+from tests.support.bridge import receive, running_bridge
+from tests.support.events import opportunity, prediction
 
 pytestmark = pytest.mark.slow
 

@@ -25,9 +25,9 @@ from apex_stream.simulator import MarketSimulator
 from apex_stream.sink import migrations
 from apex_stream.sink.agent import Sink
 from apex_stream.topics import TopicAdmin, load_specs
-from tests.events import prediction_for
-from tests.integration.processes import running_command
-from tests.integration.worker import collect, running_worker
+from tests.support.events import prediction_for
+from tests.support.processes import running_command
+from tests.support.worker import collect, running_worker
 
 pytestmark = pytest.mark.slow
 TABLE_OF = {

@@ -16,7 +16,7 @@ from apex_stream.simulator import MarketSimulator
 from apex_stream.sink import migrations
 from apex_stream.sink.rows import TABLES
 from apex_stream.sink.writer import write
-from tests.events import prediction_for
+from tests.support.events import prediction_for
 
 HEAD = "0005"
 EVENT_TABLES = ("price_ticks", "opportunities", "predictions", "outcomes", "model_versions")
