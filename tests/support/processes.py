@@ -51,3 +51,14 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`apex-stream ARGS` to its end with exactly ``env``, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "apex_stream.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -1,12 +1,9 @@
-"""The XGBoost member's honest device choice and the shipped ensemble scoring simulated
-opportunities, with and without market state."""
+"""The shipped ensemble scoring simulated opportunities, with and without market state, and
+an A/B test scoring each route with its version."""
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
-import onnxruntime as ort
 import pytest
 import xgboost as xgb
 
@@ -14,93 +11,15 @@ from apex_stream.features import FEATURES, MarketState, impute, opportunity_feat
 from apex_stream.inference.ensemble import Ensemble
 from apex_stream.inference.members import MEMBERS
 from apex_stream.inference.registry import Registry
-from apex_stream.inference.xgb_member import XGBoostMember
+from apex_stream.inference.routes import assign
 from apex_stream.settings import Settings
-from apex_stream.simulator import MarketSimulator
 from apex_stream.training.metrics import roc_auc
-
-LOGGER = "apex_stream.inference"
-cpu_xgboost_only = pytest.mark.skipif(
-    bool(xgb.build_info().get("USE_CUDA", False)),
-    reason="asserts what a CPU-only xgboost build (xgboost-cpu) does",
-)
-cpu_onnxruntime_only = pytest.mark.skipif(
-    "CUDAExecutionProvider" in ort.get_available_providers(),
-    reason="asserts what a CPU-only onnxruntime build does",
-)
-
-
-@pytest.fixture(scope="module")
-def xgb_model() -> bytes:
-    registry = Registry(Settings().models_dir)
-    return registry.load_bytes(registry.active("xgboost"))
+from tests.support.builds import cpu_onnxruntime_only, cpu_xgboost_only
 
 
 @pytest.fixture(scope="module")
 def ensemble() -> Ensemble:
     return Ensemble(Settings())
-
-
-@pytest.fixture(scope="module")
-def simulated() -> tuple[np.ndarray, np.ndarray, list]:
-    """Features of ~2000 opportunities, each computed after the prices before it, and their
-    hidden success probabilities."""
-    market = MarketState()
-    blocks, truth, opportunities = [], [], []
-    for step in MarketSimulator(5).run(duration=10.0):
-        market.update(step.prices)
-        if step.opportunities:
-            blocks.append(opportunity_features(step.opportunities, market))
-            truth.append(step.success_probability)
-            opportunities += step.opportunities
-    return np.vstack(blocks), np.concatenate(truth), opportunities
-
-
-@cpu_xgboost_only
-def test_auto_device_chooses_cpu_and_says_why(
-    xgb_model: bytes, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.INFO, logger=LOGGER):
-        member = XGBoostMember(xgb_model, "1.0.0", device="auto")
-    assert member.provider == "cpu"
-    (record,) = [r for r in caplog.records if r.name == LOGGER]
-    assert record.levelno == logging.INFO
-    assert record.getMessage() == (
-        "xgboost: predicting on cpu (this xgboost build has no CUDA support (xgboost-cpu))"
-    )
-
-
-@cpu_xgboost_only
-def test_requested_cuda_warns_and_falls_back_to_cpu(
-    xgb_model: bytes, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.INFO, logger=LOGGER):
-        member = XGBoostMember(xgb_model, "1.0.0", device="cuda")
-    assert member.provider == "cpu"
-    (record,) = [r for r in caplog.records if r.name == LOGGER]
-    assert record.levelno == logging.WARNING
-    assert "predicting on cpu" in record.getMessage()
-    assert "no CUDA support" in record.getMessage()
-    # it still scores
-    assert member.predict(np.zeros((3, len(FEATURES)), np.float32)).shape == (3,)
-
-
-def test_explicit_cpu_is_chosen_silently(
-    xgb_model: bytes, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.DEBUG, logger=LOGGER):
-        member = XGBoostMember(xgb_model, "1.0.0", device="cpu")
-    assert member.provider == "cpu"
-    assert [r for r in caplog.records if r.name == LOGGER] == []
-
-
-def test_xgboost_member_matches_the_booster_on_a_dmatrix(xgb_model: bytes, simulated) -> None:
-    X, _, _ = simulated
-    member = XGBoostMember(xgb_model, "1.0.0", device="cpu")
-    expected = xgb.Booster(model_file=bytearray(xgb_model)).predict(xgb.DMatrix(X))
-    p = member.predict(X)
-    assert p.dtype == np.float64 and p.shape == (len(X),)
-    np.testing.assert_allclose(p, expected, rtol=0, atol=1e-6)
 
 
 def test_ensemble_loads_every_member_from_the_manifest(ensemble: Ensemble) -> None:
@@ -172,3 +91,45 @@ def test_missing_market_state_is_imputed(ensemble: Ensemble, simulated) -> None:
         scores.members["xgboost"],
         ensemble.xgboost.predict(np.where(np.isnan(X), ensemble.means["xgboost"], X)),
     )
+
+
+def test_an_ab_test_scores_each_route_with_its_version(registry: Registry) -> None:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(4_000, len(FEATURES)))
+    candidate = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 2},
+        xgb.DMatrix(X, label=X[:, 0] > 0),
+        num_boost_round=5,
+    )
+    file = registry.folder / "candidate.ubj"
+    candidate.save_model(file)
+    registry.register("xgboost", "1.1.0", file, created="2026-11-21T00:00:00+00:00")
+    registry.split("xgboost", {"1.0.0": 0.8, "1.1.0": 0.2})
+    settings = Settings(models_dir=registry.folder)
+    ensemble = Ensemble(settings)
+    assert ensemble.traffic["xgboost"] == {"1.0.0": 0.8, "1.1.0": 0.2}
+    assert ensemble.revision == registry.manifest().revision == 2  # register, split
+
+    routes = [f"route-{i % 1500}" for i in range(len(X))]
+    scores = ensemble.score(X, routes)
+    on_candidate = assign(routes, [0.8, 0.2]) == 1
+    assert 0.15 < on_candidate.mean() < 0.25
+    versions = [v["xgboost"] for v in scores.version_rows]
+    assert versions == ["1.1.0" if c else "1.0.0" for c in on_candidate]
+    assert {v["onnx"] for v in scores.version_rows} == {"1.0.0"}
+    (active, new) = ensemble.arms["xgboost"].models
+    means = ensemble.means["xgboost"]
+    expected = np.where(
+        on_candidate, new.predict(impute(X, means)), active.predict(impute(X, means))
+    )
+    np.testing.assert_allclose(scores.members["xgboost"], expected, rtol=0, atol=1e-7)
+    # a route keeps its version across batches; without routes the active version scores all
+    again = ensemble.score(X[:100], routes[:100])
+    assert [v["xgboost"] for v in again.version_rows] == versions[:100]
+    assert ensemble.score(X[:10]).versions["xgboost"] == "1.0.0"
+
+    # a promotion is a new revision that reuses the loaded candidate
+    registry.promote("xgboost", "1.1.0")
+    promoted = Ensemble(settings, registry.manifest(), previous=ensemble)
+    assert promoted.versions["xgboost"] == "1.1.0" and promoted.xgboost is new
+    assert promoted.online is ensemble.online  # the live learner keeps learning

@@ -1,17 +1,26 @@
 """The model registry: checksums and feature versions are enforced, the manifest is merged by
-name and version, and the shipped manifest vouches for every active file."""
+name and version, the shipped manifest vouches for every active file, bad manifests say why,
+and versions are registered, A/B-tested, promoted and rolled back."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from apex_stream.features import FEATURE_VERSION
 from apex_stream.inference.members import MEMBERS
-from apex_stream.inference.registry import MANIFEST, ModelEntry, ModelError, Registry, sha256_of
+from apex_stream.inference.registry import (
+    MANIFEST,
+    ModelEntry,
+    ModelError,
+    Registry,
+    sha256_of,
+    validate,
+)
 from apex_stream.settings import Settings
 
 
@@ -138,3 +147,71 @@ def test_shipped_manifest_verifies() -> None:
         data = registry.load_bytes(e)
         assert hashlib.sha256(data).hexdigest() == e.sha256
         assert len(data) > 0
+
+
+def test_the_shipped_manifest_is_valid_and_bad_ones_say_why(registry: Registry) -> None:
+    entries = registry.entries()
+    validate(entries)
+    xgb = next(e for e in entries if e.name == "xgboost")
+    cases = {
+        "version must be semantic": [
+            *entries,
+            replace(xgb, version="v2", status="candidate", traffic=0.0),
+        ],
+        "must sum to 1": [replace(e, traffic=0.7) if e is xgb else e for e in entries],
+        "2 active versions": [*entries, replace(xgb, version="1.1.0")],
+        "feature-list mismatch": [
+            replace(e, feature_version="0.9") if e is xgb else e for e in entries
+        ],
+        "archived but has traffic": [
+            *entries,
+            replace(xgb, version="0.9.0", status="archived", traffic=0.5),
+        ],
+        "listed twice": [*entries, xgb],
+    }
+    for reason, bad in cases.items():
+        with pytest.raises(ModelError, match=reason):
+            validate(bad)
+
+
+def test_register_ab_test_promote_and_rollback(registry: Registry) -> None:
+    file = registry.folder / "xgboost-1.0.0.ubj"
+    entry = registry.register("xgboost", "1.1.0", file, created="2026-11-21T00:00:00+00:00")
+    assert (entry.status, entry.traffic) == ("candidate", 0.0)
+    assert (registry.folder / "xgboost-1.1.0.ubj").read_bytes() == file.read_bytes()
+    with pytest.raises(ModelError, match="already registered"):
+        registry.register("xgboost", "1.1.0", file, created="x")
+    with pytest.raises(ModelError, match="feature-list mismatch"):
+        registry.register("xgboost", "1.2.0", file, feature_version="0.1", created="x")
+    assert not (registry.folder / "xgboost-1.2.0.ubj").exists()
+
+    with pytest.raises(ModelError, match="sum to 1.1"):
+        registry.split("xgboost", {"1.0.0": 0.8, "1.1.0": 0.3})
+    with pytest.raises(ModelError, match="unknown version xgboost@2.0.0"):
+        registry.split("xgboost", {"1.0.0": 0.8, "2.0.0": 0.2})
+    with pytest.raises(ModelError, match="must include the active"):
+        registry.split("xgboost", {"1.1.0": 1.0})
+    registry.split("xgboost", {"1.0.0": 0.8, "1.1.0": 0.2})
+    assert [(e.version, e.traffic) for e in registry.manifest().serving("xgboost")] == [
+        ("1.0.0", 0.8),
+        ("1.1.0", 0.2),
+    ]
+
+    assert registry.rollback("xgboost").version == "1.0.0"  # the test is stopped
+    assert registry.get("xgboost", "1.1.0").status == "archived"
+    with pytest.raises(ModelError, match="nothing to roll back to"):
+        registry.rollback("xgboost")
+
+    registry.register("xgboost", "1.2.0", file, created="x")
+    promoted = registry.promote("xgboost", "1.2.0")
+    assert (promoted.status, promoted.traffic) == ("active", 1.0)
+    assert registry.get("xgboost", "1.0.0").status == "archived"
+    assert registry.rollback("xgboost").version == "1.0.0"  # the version 1.2.0 replaced
+    assert registry.get("xgboost", "1.2.0").status == "archived"
+    raw = json.loads(registry.path.read_text())
+    validate(registry.entries())
+    assert [m["version"] for m in raw["models"] if m["name"] == "xgboost"] == [
+        "1.0.0",
+        "1.1.0",
+        "1.2.0",
+    ]
