@@ -4,9 +4,10 @@ two workers sharing the work; state surviving a restart; the scoring API."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -18,6 +19,7 @@ from apex_stream.inference import members
 from apex_stream.settings import Settings
 from apex_stream.simulator import MarketSimulator
 from apex_stream.topics import TopicAdmin
+from tests.support.waiting import wait_for
 from tests.support.worker import collect, get, post, running_worker
 
 MEMBERS = set(members.MEMBERS)
@@ -48,11 +50,11 @@ INVALID = {
 
 
 async def test_twenty_thousand_opportunities_scored_and_invalid_dead_lettered(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, free_port: int
 ) -> None:
     await create_topics(settings)
     prices, opportunities, _ = market(20_000)
-    with running_worker(settings, 16101, tmp_path / "worker.log"):
+    with running_worker(settings, free_port, tmp_path / "worker.log"):
         async with EventProducer(settings) as producer:
             await producer.send_many(prices)
             await producer.send_many(opportunities)
@@ -80,22 +82,26 @@ async def test_twenty_thousand_opportunities_scored_and_invalid_dead_lettered(
         assert letter.source_key == "bad" and letter.offset >= 0
 
 
-async def test_outcomes_teach_the_online_learner(settings: Settings, tmp_path: Path) -> None:
+async def test_outcomes_teach_the_online_learner(
+    settings: Settings, tmp_path: Path, free_port: int
+) -> None:
     await create_topics(settings)
     prices, opportunities, outcomes = market(6_000, seed=4)
     assert len(outcomes) >= 5_000
-    with running_worker(settings, 16102, tmp_path / "worker.log") as _:
-        before = get(16102, "/models/summary")["online_learned"]
+    port = free_port
+    with running_worker(settings, port, tmp_path / "worker.log") as _:
+        before = get(port, "/models/summary")["online_learned"]
         async with EventProducer(settings) as producer:
             await producer.send_many([*prices, *opportunities])
             await producer.flush()
             await producer.send_many(outcomes)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            summary = get(16102, "/models/summary")
-            if summary["online_learned"] - before >= len(outcomes):
-                break
-            await asyncio.sleep(1)
+        await wait_for(
+            lambda: get(port, "/models/summary")["online_learned"] - before >= len(outcomes),
+            120,
+            "every outcome learned",
+            every=1,
+        )
+        summary = get(port, "/models/summary")
         # the monitor's periodic figures reach the metrics topic (for the dashboard)
         figures = [decode(m.value, Metric) for m in await collect(settings, "metrics", 1, 20)]
     assert summary["online_learned"] - before == len(outcomes)
@@ -113,19 +119,20 @@ async def test_outcomes_teach_the_online_learner(settings: Settings, tmp_path: P
 
 
 async def test_two_workers_share_the_partitions_and_score_everything(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, free_ports: Callable[[int], list[int]]
 ) -> None:
     await create_topics(settings)
     prices, opportunities, _ = market(10_000, seed=9)
+    a, b = free_ports(2)
     with (
-        running_worker(settings, 16103, tmp_path / "a.log"),
-        running_worker(settings, 16104, tmp_path / "b.log"),
+        running_worker(settings, a, tmp_path / "a.log"),
+        running_worker(settings, b, tmp_path / "b.log"),
     ):
-        await _until_both_assigned(settings, 16103, 16104)
+        await _until_both_assigned(settings, a, b)
         async with EventProducer(settings) as producer:
             await producer.send_many([*prices, *opportunities])
         predictions = await collect(settings, "predictions", 10_000, timeout=180)
-        scored = [_scored_count(16103), _scored_count(16104)]
+        scored = [_scored_count(a), _scored_count(b)]
     ids = {decode(m.value, Prediction).opportunity_id for m in predictions}
     assert ids == {o.opportunity_id for o in opportunities}
     assert all(n > 0 for n in scored), scored  # both workers took a share
@@ -134,21 +141,18 @@ async def test_two_workers_share_the_partitions_and_score_everything(
 async def _until_both_assigned(settings: Settings, *ports: int) -> None:
     """Wait until the group has settled: every worker holds some opportunities partitions."""
     topic = settings.topic_name("opportunities")
-    deadline = time.monotonic() + 60
-    while True:
+
+    def settled() -> bool:
         held = [
             [a for a in get(port, "/health")["assigned"] if a.startswith(topic + ":")]
             for port in ports
         ]
-        if all(held):
-            return
-        assert time.monotonic() < deadline, held
-        await asyncio.sleep(0.5)
+        return all(held)
+
+    await wait_for(settled, 60, "every worker holding opportunities partitions")
 
 
 def _scored_count(port: int) -> float:
-    import urllib.request
-
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
     return sum(
@@ -158,43 +162,47 @@ def _scored_count(port: int) -> float:
 
 
 async def test_market_state_and_online_learner_survive_a_restart(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, free_port: int
 ) -> None:
     await create_topics(settings)
     prices, opportunities, outcomes = market(3_000, seed=2)
-    port = 16105
+    port = free_port
     with running_worker(settings, port, tmp_path / "1.log"):
         async with EventProducer(settings) as producer:
             await producer.send_many([*prices, *opportunities, *outcomes])
-        deadline = time.monotonic() + 90
-        while (
-            get(port, "/models/summary")["performance"].get("online@1.0.0", {}).get("samples", 0)
-            < len(outcomes)
-            and time.monotonic() < deadline
-        ):
-            await asyncio.sleep(1)
+
+        def online_samples() -> int:
+            performance = get(port, "/models/summary")["performance"]
+            return performance.get("online@1.0.0", {}).get("samples", 0)
+
+        await wait_for(
+            lambda: online_samples() >= len(outcomes), 90, "every outcome learned", every=1
+        )
         learned = get(port, "/models/summary")["online_learned"]
         tokens = get(port, "/health")["market_tokens"]
     assert tokens > 0
     with running_worker(settings, port, tmp_path / "2.log"):
         # nothing new was produced: state can only come from the tables' changelogs
-        deadline = time.monotonic() + 60
-        while not get(port, "/health")["recovered"] and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-        await asyncio.sleep(1.5)  # the learner is restored by a 1 s timer after recovery
+        await wait_for(lambda: get(port, "/health")["recovered"], 60, "the tables' recovery")
+        # the learner snapshot is taken every learner_snapshot_every outcomes; the learner is
+        # restored from it by a task that starts after the recovery
+        every = Settings().learner_snapshot_every
+        await wait_for(
+            lambda: get(port, "/models/summary")["online_learned"] >= learned - every,
+            60,
+            "the online learner restored from its snapshot",
+        )
         assert get(port, "/health")["market_tokens"] == tokens
         _, body = post(port, "/predict/single", msgspec.json.encode(opportunities[-1]))
         assert body["model_scores"].keys() == MEMBERS
         summary = get(port, "/models/summary")
-        # the learner snapshot is taken every learner_snapshot_every outcomes
-        every = Settings().learner_snapshot_every
         assert summary["online_learned"] >= learned - every
 
 
-async def test_scoring_api(settings: Settings, tmp_path: Path) -> None:
+async def test_scoring_api(settings: Settings, tmp_path: Path, free_port: int) -> None:
     await create_topics(settings)
     prices, opportunities, _ = market(2_000, seed=6)
-    port = 16106
+    port = free_port
     with running_worker(settings, port, tmp_path / "worker.log"):
         async with EventProducer(settings) as producer:
             await producer.send_many(prices)

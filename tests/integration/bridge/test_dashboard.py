@@ -31,7 +31,6 @@ from tests.support.bridge import running_bridge
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 VERSIONS = {"xgboost": "1.0.0", "onnx": "1.1.0", "online": "1.0.7"}
 TOKEN = "dashboard-test-token"
-PORT = 16191
 
 pytestmark = pytest.mark.slow
 
@@ -104,13 +103,14 @@ def wait_counted(driver: WebDriver, sent: list[Prediction]) -> None:
 
 
 async def test_dashboard_shows_live_predictions_and_reconnects(
-    settings: Settings, tmp_path: Path, browser: WebDriver
+    settings: Settings, tmp_path: Path, browser: WebDriver, free_port: int
 ) -> None:
+    port = free_port  # the restarted bridge comes back on the same port
     async with TopicAdmin(settings) as admin:
         await admin.create()
     env = {"APEX_BRIDGE_TOKEN": TOKEN}
-    with running_bridge(settings, PORT, tmp_path / "bridge.log", **env):
-        browser.get(f"http://127.0.0.1:{PORT}/?token={TOKEN}")
+    with running_bridge(settings, port, tmp_path / "bridge.log", **env):
+        browser.get(f"http://127.0.0.1:{port}/?token={TOKEN}")
         WebDriverWait(browser, 20, 0.1).until(lambda d: text(d, "status") == "live")
         sent = await produce(settings, rounds=6, per_round=250)
         async with EventProducer(settings) as producer:
@@ -161,7 +161,7 @@ async def test_dashboard_shows_live_predictions_and_reconnects(
 
     # the bridge is gone: the page says so, and comes back by itself when it returns
     WebDriverWait(browser, 10, 0.1).until(lambda d: text(d, "status") != "live")
-    with running_bridge(settings, PORT, tmp_path / "bridge2.log", **env):
+    with running_bridge(settings, port, tmp_path / "bridge2.log", **env):
         WebDriverWait(browser, 20, 0.1).until(lambda d: text(d, "status") == "live")
         more = await produce(settings, rounds=2, per_round=100)
         wait_counted(browser, sent + more)

@@ -23,6 +23,7 @@ from apex_stream.settings import Settings
 from apex_stream.topics import TopicAdmin
 from tests.support.bridge import receive, running_bridge
 from tests.support.events import opportunity, prediction
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -70,9 +71,11 @@ def http_json(port: int, path: str) -> Any:
         return json.loads(response.read())
 
 
-async def test_protocol_commands_filters_and_heartbeat(settings: Settings, tmp_path: Path) -> None:
+async def test_protocol_commands_filters_and_heartbeat(
+    settings: Settings, tmp_path: Path, free_port: int
+) -> None:
     await create_topics(settings)
-    port = 16201
+    port = free_port
     url = f"ws://127.0.0.1:{port}/ws"
     with running_bridge(settings, port, tmp_path / "bridge.log", APEX_BRIDGE_HEARTBEAT_S="0.5"):
         async with connect(url) as a, connect(url) as b, connect(url) as c:
@@ -133,7 +136,13 @@ async def test_protocol_commands_filters_and_heartbeat(settings: Settings, tmp_p
                     ]
                 )
                 await producer.flush()
-                await asyncio.sleep(0.5)  # routes learned before their predictions arrive
+                # routes learned (from the relayed opportunities) before their predictions come
+                await wait_for(
+                    lambda: http_json(port, "/health")["relayed"]["opportunities"] == 2,
+                    10,
+                    "the opportunities relayed",
+                    every=0.05,
+                )
                 await producer.send_many(
                     [
                         prediction(1, "base", "r-weth", 0.9),
@@ -196,10 +205,10 @@ async def test_protocol_commands_filters_and_heartbeat(settings: Settings, tmp_p
 
 
 async def test_replay_switches_to_live_without_gap_or_duplicate(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, free_port: int
 ) -> None:
     await create_topics(settings)
-    port = 16202
+    port = free_port
     history = [prediction(i) for i in range(600)]
     async with EventProducer(settings) as producer:
         await producer.send_many(history)
@@ -216,7 +225,13 @@ async def test_replay_switches_to_live_without_gap_or_duplicate(
         async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
             await receive(ws)
             producing = asyncio.create_task(keep_producing())
-            await asyncio.sleep(0.2)  # part of `live` is relayed before the subscription
+            # part of `live` is relayed before the subscription
+            await wait_for(
+                lambda: http_json(port, "/health")["relayed"]["predictions"] > 0,
+                10,
+                "live predictions relayed",
+                every=0.02,
+            )
             await ws.send(
                 json.dumps(
                     {"type": "subscribe", "channels": ["predictions"], "since": time.time() - 600}
@@ -271,10 +286,10 @@ def _handshake(port: int, path: str = "/ws") -> socket.socket:
 
 
 async def test_a_stalled_client_loses_its_oldest_messages_and_delays_nobody(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, free_port: int
 ) -> None:
     await create_topics(settings)
-    port = 16203
+    port = free_port
     with running_bridge(
         settings,
         port,
@@ -310,9 +325,11 @@ async def test_a_stalled_client_loses_its_oldest_messages_and_delays_nobody(
             stalled.close()
 
 
-async def test_token_origin_client_and_command_limits(settings: Settings, tmp_path: Path) -> None:
+async def test_token_origin_client_and_command_limits(
+    settings: Settings, tmp_path: Path, free_port: int
+) -> None:
     await create_topics(settings)
-    port = 16204
+    port = free_port
     url = f"ws://127.0.0.1:{port}/ws"
     with running_bridge(
         settings,

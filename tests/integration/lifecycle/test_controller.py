@@ -14,11 +14,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import xgboost as xgb
@@ -33,11 +32,11 @@ from apex_stream.sink import migrations
 from apex_stream.topics import TopicAdmin
 from apex_stream.training.retrain import load_history
 from tests.support.processes import running_command
+from tests.support.waiting import wait_for
 from tests.support.worker import collect, get, running_worker, worker_env
 
 pytestmark = pytest.mark.slow
 
-PORT = 16121
 RATE = 1_000  # opportunities per second offered
 SHIFT_AFTER = 4_000  # opportunities before the regime shift
 #: The deliberately worse version: far from the controller's own (1.1.0, 1.2.0, ...), so a
@@ -112,16 +111,19 @@ class Alerts:
 
 
 @contextmanager
-def services(settings: Settings, database: str, models: Path, logs: Path) -> Iterator[dict]:
-    """Worker, sink and lifecycle controller on this test's topics, database and models."""
-    env = worker_env(settings, PORT) | {
+def services(
+    settings: Settings, database: str, models: Path, logs: Path, web: int, sink_metrics: int
+) -> Iterator[dict]:
+    """Worker (web port ``web``), sink (metrics on ``sink_metrics``) and lifecycle controller
+    on this test's topics, database and models."""
+    env = worker_env(settings, web) | {
         "APEX_MODELS_DIR": str(models),
         "DATABASE_URL": database,
         "APEX_LOG_LEVEL": "INFO",
-        "APEX_SINK_METRICS_PORT": "16122",
+        "APEX_SINK_METRICS_PORT": str(sink_metrics),
     }
     with ExitStack() as stack:
-        stack.enter_context(running_worker(settings, PORT, logs / "worker.log", env))
+        stack.enter_context(running_worker(settings, web, logs / "worker.log", env))
         for command in ("sink", "lifecycle"):
             stack.enter_context(
                 running_command(command, env | LIFECYCLE, logs / f"{command}.log", lambda: True, 5)
@@ -155,7 +157,7 @@ def worse_model(database: str, path: Path) -> None:
 
 
 async def test_regime_shift_is_detected_retrained_promoted_and_a_worse_candidate_rolled_back(
-    settings: Settings, database: str, tmp_path: Path
+    settings: Settings, database: str, tmp_path: Path, free_ports: Callable[[int], list[int]]
 ) -> None:
     models = tmp_path / "models"
     shutil.copytree(ROOT / "models", models)
@@ -166,7 +168,8 @@ async def test_regime_shift_is_detected_retrained_promoted_and_a_worse_candidate
     market = Market(settings, total=250_000)
     alerts = Alerts(settings, market)
 
-    with services(settings, database, models, tmp_path) as env:
+    web, sink_metrics = free_ports(2)
+    with services(settings, database, models, tmp_path, web, sink_metrics) as env:
         tasks = [asyncio.create_task(market.run()), asyncio.create_task(alerts.run())]
         try:
             # 1. the shift is detected within a bounded number of outcomes (counted as sent, so
@@ -192,7 +195,11 @@ async def test_regime_shift_is_detected_retrained_promoted_and_a_worse_candidate
             assert min(data["control"]["trades"], data["candidate"]["trades"]) >= 100
             active = "1.1.0" if promoted else "1.0.0"
             assert registry.active("xgboost").version == registry.active("onnx").version == active
-            await wait_for(lambda: get(PORT, "/health")["traffic"]["xgboost"] == {active: 1.0})
+            await wait_for(
+                lambda: get(web, "/health")["traffic"]["xgboost"] == {active: 1.0},
+                30,
+                f"the worker serving {active} alone",
+            )
 
             # 4. a deliberately worse candidate is rolled back automatically
             worse = tmp_path / "worse.ubj"
@@ -205,7 +212,11 @@ async def test_regime_shift_is_detected_retrained_promoted_and_a_worse_candidate
             assert rolled.data["p_value"] < 0.01 and rolled.data["z"] < 0
             assert registry.get("xgboost", WORSE).status == "archived"
             assert registry.active("xgboost").version == active
-            await wait_for(lambda: get(PORT, "/health")["traffic"]["xgboost"] == {active: 1.0})
+            await wait_for(
+                lambda: get(web, "/health")["traffic"]["xgboost"] == {active: 1.0},
+                30,
+                f"the worker serving {active} alone again",
+            )
         finally:
             for task in tasks:
                 task.cancel()
@@ -219,10 +230,3 @@ async def test_regime_shift_is_detected_retrained_promoted_and_a_worse_candidate
     versions = {p.model_versions["xgboost"] for p in scored}
     assert versions == {"1.0.0", "1.1.0", WORSE}
     assert all(len(p.features) == len(scored[0].features) > 0 for p in scored)
-
-
-async def wait_for(condition: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.5)

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -27,6 +27,7 @@ from apex_stream.sink.agent import Sink
 from apex_stream.topics import TopicAdmin, load_specs
 from tests.support.events import prediction_for
 from tests.support.processes import running_command
+from tests.support.waiting import wait_for
 from tests.support.worker import collect, running_worker
 
 pytestmark = pytest.mark.slow
@@ -55,22 +56,24 @@ def own_group(settings: Settings) -> Settings:
     return settings.model_copy(update={"app_id": f"{settings.app_id}-{settings.topic_prefix}"})
 
 
+def holds(url: str, expected: dict[str, int]) -> bool:
+    """Whether the tables hold ``expected`` rows (not while the database is down)."""
+    try:
+        return counts(url) == expected
+    except Exception:  # noqa: BLE001 - the database may be down on purpose
+        return False
+
+
 async def sink_until(
-    settings: Settings, url: str, expected: dict[str, int], timeout: float = 180
+    settings: Settings, url: str, until: Callable[[Sink], bool], what: str, timeout: float = 180
 ) -> Sink:
-    """Run a sink until the tables hold ``expected`` rows (or ``timeout``)."""
+    """Run a sink until ``until(sink)`` holds (the test fails after ``timeout`` s), or until
+    it ends by itself (its error is the test's)."""
     stop = asyncio.Event()
     sink = Sink(own_group(settings).model_copy(update={"database_url": url}))
     task = asyncio.create_task(sink.run(stop))
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and not task.done():
-            try:
-                if counts(url) == expected:
-                    break
-            except Exception:  # noqa: BLE001 - the database may be down on purpose
-                pass
-            await asyncio.sleep(0.5)
+        await wait_for(lambda: task.done() or until(sink), timeout, what)
     finally:
         stop.set()
         await task
@@ -92,20 +95,28 @@ async def produced(settings: Settings, n: int, seed: int) -> dict[str, int]:
 
 
 async def test_fifty_thousand_events_stored_once_and_replay_adds_nothing(
-    settings: Settings, database: str, tmp_path: Path
+    settings: Settings, database: str, tmp_path: Path, free_port: int
 ) -> None:
     migrations.upgrade(database, quiet=True)
     sent = await produced(settings, 20_000, seed=12)
-    with running_worker(settings, 16301, tmp_path / "worker.log"):
+    with running_worker(settings, free_port, tmp_path / "worker.log"):
         predictions = await collect(settings, "predictions", 20_000, timeout=180)
     sent["predictions"] = len({decode(m.value, Prediction).opportunity_id for m in predictions})
     assert sum(sent.values()) >= 50_000
     expected = {TABLE_OF[t]: n for t, n in sent.items()}
-    first = await sink_until(settings, database, expected)
+    first = await sink_until(
+        settings, database, lambda _: holds(database, expected), "every event stored"
+    )
     assert counts(database) == expected
     # the sink's group offsets reset to the beginning: it reads every message again
     await reset_offsets(own_group(settings))
-    again = await sink_until(settings, database, {}, timeout=20)
+    again = await sink_until(
+        settings,
+        database,
+        lambda sink: sum(sink.written.values()) >= sum(first.written.values()),
+        "every message read and written again",
+        timeout=20,
+    )
     assert sum(again.written.values()) >= sum(first.written.values()) >= sum(sent.values())
     assert counts(database) == expected
 
@@ -129,10 +140,10 @@ async def reset_offsets(settings: Settings) -> None:
 
 
 @pytest.fixture
-def private_postgres() -> Iterator[tuple[PostgresService, str]]:
+def private_postgres(free_port: int) -> Iterator[tuple[PostgresService, str]]:
     folder = Path(tempfile.mkdtemp(prefix="apex-sink-pg-"))
     folder.chmod(0o755)
-    settings = Settings(postgres_port=55497, postgres_data=folder / "data")
+    settings = Settings(postgres_port=free_port, postgres_data=folder / "data")
     service = PostgresService(settings)
     service.start()
     yield service, settings.db_url
@@ -150,18 +161,25 @@ async def test_sink_survives_a_database_outage(
     sink = Sink(own_group(settings).model_copy(update=update), batch_records=500)
     task = asyncio.create_task(sink.run(stop))
     sent = await produced(settings, 3_000, seed=13)
-    while sum(sink.written.values()) == 0:
-        await asyncio.sleep(0.1)
+    await wait_for(lambda: sum(sink.written.values()) > 0, 120, "the sink's first rows", every=0.1)
     await asyncio.to_thread(service.stop)  # mid-stream: more events arrive while it is down
     more = await produced(settings, 1_000, seed=14)
     expected = {TABLE_OF[t]: sent[t] + more[t] for t in sent} | {"predictions": 0}
-    await asyncio.sleep(4)
+    # the sink has waited out 3 s of the outage (reported every 0.5 s) with a backlog
+    await wait_for(
+        lambda: sink.down_for >= 3 and sink.backlog > 0, 60, "3 s of outage with a backlog"
+    )
     assert not task.done()
     await asyncio.to_thread(service.start)
-    deadline = time.monotonic() + 120
-    while counts(url) != expected and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-    await asyncio.sleep(1.5)  # three more metrics messages, after the outage
+    await wait_for(lambda: counts(url) == expected, 120, "every event stored after the outage")
+
+    async def reported_up() -> bool:
+        """The sink's latest metrics message says the database is up."""
+        metrics = [decode(m.value, Metric) for m in await collect(settings, "metrics", 10**6, 2)]
+        down = [m.values["database_down_s"] for m in metrics if m.source == "sink"]
+        return down[-1:] == [0]
+
+    await wait_for(reported_up, 30, "a metrics message after the outage")
     stop.set()
     await task
     assert counts(url) == expected
@@ -202,7 +220,9 @@ async def test_rows_that_cannot_be_stored_are_dead_lettered_and_the_rest_written
         "predictions": len(good),
         "outcomes": 0,
     }
-    sink = await sink_until(settings, database, expected, timeout=60)
+    sink = await sink_until(
+        settings, database, lambda _: holds(database, expected), "the valid rows", timeout=60
+    )
     assert counts(database) == expected and sink.dead_lettered == len(bad)
     letters = [decode(m.value, DeadLetter) for m in await collect(settings, "dead-letters", 3, 10)]
     reasons = {(d.source_topic.split(".")[-1], d.reason.split(":")[0]) for d in letters}
@@ -224,16 +244,17 @@ async def test_two_sinks_in_one_group_share_the_partitions_and_store_everything_
     sinks = [Sink(group, batch_records=1_000) for _ in range(2)]
     stops = [asyncio.Event() for _ in sinks]
     tasks = [asyncio.create_task(s.run(stop)) for s, stop in zip(sinks, stops, strict=True)]
-    deadline = time.monotonic() + 60
-    while not all(s.consumer.assignment() for s in sinks) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await wait_for(
+        lambda: all(s.consumer.assignment() for s in sinks),
+        60,
+        "each sink holding partitions",
+        every=0.1,
+    )
     assert all(s.consumer.assignment() for s in sinks), "each sink holds partitions"
 
     async def stored(sent: dict[str, int]) -> None:
         expected = {TABLE_OF[t]: n for t, n in sent.items()} | {"predictions": 0}
-        deadline = time.monotonic() + 120
-        while counts(database) != expected and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
+        await wait_for(lambda: counts(database) == expected, 120, "every event stored")
         assert counts(database) == expected
 
     sent = await produced(settings, 10_000, seed=16)
@@ -260,10 +281,10 @@ def scrape(port: int) -> dict[tuple[str, str], float]:
 
 
 async def test_the_sink_process_serves_its_figures_to_prometheus(
-    settings: Settings, database: str, tmp_path: Path
+    settings: Settings, database: str, tmp_path: Path, free_port: int
 ) -> None:
     migrations.upgrade(database, quiet=True)
-    port = 16391
+    port = free_port
     env = {
         "APEX_TOPIC_PREFIX": settings.topic_prefix,
         "APEX_APP_ID": own_group(settings).app_id,
@@ -273,12 +294,12 @@ async def test_the_sink_process_serves_its_figures_to_prometheus(
     with running_command("sink", env, tmp_path / "sink.log", lambda: bool(scrape(port)), 60):
         sent = await produced(settings, 500, seed=18)
         want = {("apex_sink_rows_written_total", TABLE_OF[t]): float(n) for t, n in sent.items()}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            figures = scrape(port)
-            if all(figures.get(key) == n for key, n in want.items()):
-                break
-            await asyncio.sleep(0.5)
+        await wait_for(
+            lambda: all(scrape(port).get(key) == n for key, n in want.items()),
+            60,
+            "every row counted in the sink's figures",
+        )
+        figures = scrape(port)
     assert {key: figures.get(key) for key in want} == want
     assert figures[("apex_sink_dead_letters_total", "")] == 0
     assert figures[("apex_sink_database_down_seconds", "")] == 0

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from apex_stream.stream.source import skip_backlog
 from apex_stream.topics import TopicAdmin
 from tests.support.events import opportunity, outcome_for
 from tests.support.processes import running_command
+from tests.support.waiting import wait_for
 from tests.support.worker import get, metrics, running_worker, worker_env
 
 pytestmark = pytest.mark.slow
@@ -117,27 +118,20 @@ async def predicted(settings: Settings, wanted: set[str], timeout: float) -> set
     return seen
 
 
-async def wait_for(condition, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
-        await asyncio.sleep(0.5)
-
-
 async def test_three_kills_lose_nothing_and_store_every_event_once(
-    settings: Settings, database: str, tmp_path: Path
+    settings: Settings, database: str, tmp_path: Path, free_port: int
 ) -> None:
     migrations.upgrade(database, quiet=True)
     async with TopicAdmin(settings) as admin:
         await admin.create()
     market = Market(settings, rate=1_000, total=30_000, seed=31)
-    port = 16401
+    port = free_port
     figures = []
     with sink(settings, database, tmp_path / "sink.log"):
         producing = asyncio.create_task(market.run())
         for kill in range(3):
             with running_worker(settings, port, tmp_path / f"worker{kill}.log", WAIT) as worker:
-                await asyncio.sleep(6)
+                await asyncio.sleep(6)  # the kill schedule: 6 s of the stream per worker
                 figures.append(scraped(port))
                 worker.send_signal(signal.SIGKILL)  # no chance to flush or commit
                 worker.wait()
@@ -174,21 +168,22 @@ async def test_three_kills_lose_nothing_and_store_every_event_once(
 
 
 async def test_a_second_worker_takes_over_partitions_mid_stream(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, free_ports: Callable[[int], list[int]]
 ) -> None:
     async with TopicAdmin(settings) as admin:
         await admin.create()
     market = Market(settings, rate=800, total=16_000, seed=32)
     producing = asyncio.create_task(market.run())
-    with running_worker(settings, 16402, tmp_path / "a.log", WAIT):
-        await asyncio.sleep(8)
-        with running_worker(settings, 16403, tmp_path / "b.log", WAIT):
+    first, second = free_ports(2)
+    with running_worker(settings, first, tmp_path / "a.log", WAIT):
+        await asyncio.sleep(8)  # mid-stream: the second worker comes 8 s into it
+        with running_worker(settings, second, tmp_path / "b.log", WAIT):
             topic = settings.topic_name("opportunities")
 
             def split() -> bool:
                 held = [
                     [a for a in get(p, "/health")["assigned"] if a.startswith(topic)]
-                    for p in (16402, 16403)
+                    for p in (first, second)
                 ]
                 return all(held)
 
@@ -196,11 +191,11 @@ async def test_a_second_worker_takes_over_partitions_mid_stream(
             await producing
             scored = await predicted(settings, set(market.opportunities), timeout=180)
             await wait_for(
-                lambda: sum(sum(scraped(p).values()) for p in (16402, 16403)) >= market.outcomes,
+                lambda: sum(sum(scraped(p).values()) for p in (first, second)) >= market.outcomes,
                 90,
                 "every outcome accounted for",
             )
-            a, b = scraped(16402), scraped(16403)
+            a, b = scraped(first), scraped(second)
     assert scored == set(market.opportunities)
     print(f"outcomes {market.outcomes}: first worker {a}, second {b}")
     assert b["joined"] > 0  # outcomes after the hand-over joined on the new owner
@@ -209,11 +204,11 @@ async def test_a_second_worker_takes_over_partitions_mid_stream(
 
 
 async def test_an_outcome_before_its_opportunity_joins_when_it_is_scored(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, free_port: int
 ) -> None:
     async with TopicAdmin(settings) as admin:
         await admin.create()
-    port = 16404
+    port = free_port
     early = opportunity(1, "r-early", ["WETH", "USDC"])
     outcome = outcome_for(early, success=True)
     with running_worker(settings, port, tmp_path / "worker.log"):
@@ -234,7 +229,7 @@ async def test_an_outcome_before_its_opportunity_joins_when_it_is_scored(
 
 
 async def test_skip_backlog_moves_the_batch_path_to_the_ends_and_refuses_while_a_worker_runs(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, free_port: int
 ) -> None:
     async with TopicAdmin(settings) as admin:
         await admin.create()
@@ -244,9 +239,8 @@ async def test_skip_backlog_moves_the_batch_path_to_the_ends_and_refuses_while_a
         await producer.send_many([*early, outcome_for(early[0], success=True)])
     assert await skip_backlog(app) == 5
     assert await skip_backlog(app) == 0
-    port = 16405
     with (
-        running_worker(settings, port, tmp_path / "worker.log"),
+        running_worker(settings, free_port, tmp_path / "worker.log"),
         pytest.raises(TopicError, match="is running"),
     ):
         await skip_backlog(app)
