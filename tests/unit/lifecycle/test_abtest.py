@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from apex_stream.lifecycle.abtest import Arm, decide, sequential_p, two_proportion_z
+from bench.abtest import ever_significant
 
 
 def test_two_proportion_z_matches_a_hand_computed_case() -> None:
@@ -28,32 +28,6 @@ def test_sequential_p_matches_a_hand_computed_case() -> None:
     assert sequential_p(-4.0, 0.02, 0.05) == sequential_p(4.0, 0.02, 0.05)  # two-sided
     assert sequential_p(0.5, 0.02, 0.05) == 1.0  # ratio below 1
     assert sequential_p(3.0, 0.0, 0.05) == 1.0
-
-
-def looks(rate_a: float, rate_b: float, runs: int, seed: int) -> tuple[np.ndarray, ...]:
-    """``runs`` simulated A/B tests on an 80/20 split, looked at every 25 candidate trades from
-    100 to 2,000: each look's wins and trades per arm (runs x looks arrays)."""
-    rng = np.random.default_rng(seed)
-    n_b = np.arange(100, 2_001, 25)
-    n_a = 4 * n_b
-    wins_a = np.cumsum(rng.random((runs, n_a[-1])) < rate_a, axis=1)[:, n_a - 1]
-    wins_b = np.cumsum(rng.random((runs, n_b[-1])) < rate_b, axis=1)[:, n_b - 1]
-    return wins_a, n_a, wins_b, n_b
-
-
-def ever_significant(rate_a: float, rate_b: float, alpha: float, sequential: bool) -> float:
-    """Share of simulated tests whose p fell below ``alpha`` at some look."""
-    wins_a, n_a, wins_b, n_b = looks(rate_a, rate_b, runs=1_000, seed=7)
-    hits = 0
-    for run in range(len(wins_a)):
-        for look in range(len(n_a)):
-            a, b = Arm("a", wins_a[run, look], n_a[look]), Arm("b", wins_b[run, look], n_b[look])
-            z, se = two_proportion_z(a, b)
-            p = sequential_p(z, se, 0.05) if sequential else math.erfc(abs(z) / math.sqrt(2))
-            if p < alpha:
-                hits += 1
-                break
-    return hits / len(wins_a)
 
 
 def test_repeated_looks_keep_the_false_positive_rate_within_alpha() -> None:

@@ -7,21 +7,14 @@
   when each opportunity was handed to it.
 - :class:`Arrivals`: a librdkafka consumer of `predictions` on a thread of its own, noting when
   each prediction arrives: latency is arrival minus the opportunity's send time.
-- :func:`start_worker`: an `apex-stream worker` process on the run's topics (stop it with
-  ``tests.support.processes.stop_process``).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -217,34 +210,3 @@ class Arrivals:
         t = np.sort(np.array(self.arrived))
         lo, hi = int(len(t) * 0.1), int(len(t) * 0.9)
         return (hi - lo) / max(t[hi] - t[lo], 1e-9)
-
-
-def start_worker(
-    settings: Settings, port: int, log: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """An `apex-stream worker` on the run's topics, once it holds partitions."""
-    proc = subprocess.Popen(
-        [sys.executable, *os.environ.get("BENCH_WORKER", "-m apex_stream.cli worker").split()],
-        env=os.environ
-        | {
-            "APEX_TOPIC_PREFIX": settings.topic_prefix,
-            "APEX_APP_ID": f"bench-{settings.topic_prefix.rstrip('.')}",
-            "APEX_WEB_PORT": str(port),
-            "APEX_LOG_LEVEL": "WARNING",
-        }
-        | (env or {}),
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                health = json.loads(r.read())
-            if health["recovered"] and any("opportunities" in a for a in health["assigned"]):
-                return proc
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"worker did not start; see {log}")
-        time.sleep(0.2)
