@@ -1,7 +1,7 @@
 """Load test of the websocket bridge on loopback.
 
-    python bench/bridge.py            # ~2 minutes; writes bench/bridge.json, bench/bridge.md
-    python bench/bridge.py --report   # rewrite bench/bridge.md from bench/bridge.json
+    python -m bench.bridge            # ~2 minutes; writes bench/bridge.json, bench/bridge.md
+    python -m bench.bridge --report   # rewrite bench/bridge.md from bench/bridge.json
 
 Needs the local broker (`apex-stream up`) and py-spy for the profile. BENCH_CLIENTS,
 BENCH_CLIENT_PROCS, BENCH_RATES, BENCH_GOAL_RATE, BENCH_SECONDS, BENCH_STALL_SECONDS and
@@ -40,13 +40,15 @@ import urllib.request
 import uuid
 from array import array
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
-from procstat import cpu_ticks, machine_ticks, rss_mb
-from pyspy import stacks
+
+from bench.harness.procstat import cpu_ticks, machine_ticks, processes, rss_mb
+from bench.harness.pyspy import stacks
 
 if TYPE_CHECKING:
     from apex_stream.settings import Settings
@@ -171,16 +173,6 @@ async def clients(port: int, n: int) -> None:
 # -- the bridge process, the broker and the machine --------------------------------------------
 
 
-def kafka_pid() -> int | None:
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and b"kafka.Kafka" in (entry / "cmdline").read_bytes():
-                return int(entry.name)
-        except OSError:
-            continue
-    return None
-
-
 def unsent_bytes(port: int, peer: int) -> int:
     """Bytes the kernel holds in the bridge's socket to ``peer`` (tx_queue of /proc/net/tcp)."""
     local, remote = f"0100007F:{port:04X}", f"0100007F:{peer:04X}"
@@ -205,12 +197,6 @@ def relay_buckets(text: bytes) -> dict[float, float]:
     """Cumulative buckets of apex_bridge_relay_lag_seconds (Kafka time to fan-out)."""
     found = re.findall(rb'apex_bridge_relay_lag_seconds_bucket\{le="([^"]+)"\} (\S+)', text)
     return {float(le): float(v) for le, v in found}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stalled_client(port: int) -> socket.socket:
@@ -254,7 +240,7 @@ class Bench:
 
     def __init__(self, settings: Settings, port: int, bridge: int, procs: list[Any]) -> None:
         self.settings, self.port, self.bridge, self.procs = settings, port, bridge, procs
-        self.kafka = kafka_pid()
+        self.kafka = next(iter(processes(b"kafka.Kafka")), None)
         self.tmp = Path(tempfile.mkdtemp(prefix="bridgebench"))
         self.phase = "connect"
         self.t0 = time.monotonic()
@@ -474,25 +460,21 @@ def top_functions(raw: Path, n: int = 15) -> dict[str, Any]:
 
 
 async def main() -> None:
-    sys.path[:0] = [str(HERE.parent), str(HERE)]
-    from pipeline import drop
-
     from apex_stream.client import EventProducer
     from apex_stream.settings import Settings
-    from apex_stream.topics import TopicAdmin
-    from tests.integration.bridge import running_bridge
+    from bench.harness.processes import free_port, start_bridge, stop_process
+    from bench.harness.topics import create_topics, drop_topics
 
     raise_nofile()
     settings = Settings(topic_prefix=f"wsbench{uuid.uuid4().hex[:6]}.")
-    async with TopicAdmin(settings) as admin:
-        await admin.create()
+    await create_topics(settings)
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="bridgebench")) / "bridge.log"
     r: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; Kafka, the bridge, the producer and the client "
         "processes share it",
-        "command": "python bench/bridge.py",
+        "command": "python -m bench.bridge",
         "clients": CLIENTS,
         "client_processes": PROCS,
         "cores": os.cpu_count(),
@@ -504,12 +486,15 @@ async def main() -> None:
     }
     started = time.monotonic()
     try:
-        with running_bridge(settings, port, log, APEX_BRIDGE_CLIENT_QUEUE=str(QUEUE)) as bridge:
+        with ExitStack() as stack:
+            bridge = start_bridge(settings, port, log, {"APEX_BRIDGE_CLIENT_QUEUE": str(QUEUE)})
+            stack.callback(stop_process, bridge)
             print(f"bridge {bridge.pid} on port {port}; log {log}", flush=True)
             per = [CLIENTS // PROCS + (i < CLIENTS % PROCS) for i in range(PROCS)]
             procs = [
                 await asyncio.create_subprocess_exec(
-                    *(sys.executable, __file__, "--clients", str(port), str(n)),
+                    *(sys.executable, "-m", "bench.bridge", "--clients", str(port), str(n)),
+                    cwd=HERE.parent,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                 )
@@ -541,7 +526,7 @@ async def main() -> None:
                 p.stdin.close()
                 await p.wait()
     finally:
-        await drop(settings)
+        await drop_topics(settings)
     r["run_s"] = round(time.monotonic() - started)
     (HERE / "bridge.json").write_text(json.dumps(r, indent=1) + "\n")
     report(r)

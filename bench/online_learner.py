@@ -1,6 +1,6 @@
 """The online learner's batched update against river's per-sample ``learn_one``.
 
-    python bench/online_learner.py      # ~1 minute; writes bench/online_learner.md
+    python -m bench.online_learner      # ~1 minute; writes bench/online_learner.md
 
 On a simulated stream the worker never trained on (seed 2028, 120,000 outcomes, with the
 regime shift halfway), the shipped online model 1.0.0 learns prequentially: each batch of 256
@@ -89,7 +89,7 @@ def main() -> None:
     lines = [
         "# Online learner: batched update against river's learn_one",
         "",
-        "Measured by `python bench/online_learner.py`: the shipped online model 1.0.0 learning "
+        "Measured by `python -m bench.online_learner`: the shipped online model 1.0.0 learning "
         f"prequentially (score a batch of {BATCH}, then learn it) on {len(y):,} simulated "
         "outcomes of seed 2028 (unseen in training), regime shift halfway.",
         "",

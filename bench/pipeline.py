@@ -1,12 +1,13 @@
 """The stream pipeline on the real traffic mix, against the real local broker.
 
-    python bench/pipeline.py            # ~15 minutes; writes bench/pipeline.json and pipeline.md
-    python bench/pipeline.py --report   # rewrite bench/pipeline.md from bench/pipeline.json
+    python -m bench.pipeline            # ~15 minutes; writes bench/pipeline.json and pipeline.md
+    python -m bench.pipeline --report   # rewrite bench/pipeline.md from bench/pipeline.json
 
 Every run offers what `apex-stream produce --rate R` sends (price ticks, opportunities, one
-outcome per opportunity after its block delay; bench/traffic.py), on fresh topics, through a
-librdkafka producer with its defaults; latency is what a consumer of `predictions` sees: from
-handing the opportunity to the producer to the prediction's arrival at a librdkafka consumer.
+outcome per opportunity after its block delay; bench/harness/traffic.py), on fresh topics,
+through a librdkafka producer with its defaults; latency is what a consumer of `predictions`
+sees: from handing the opportunity to the producer to the prediction's arrival at a librdkafka
+consumer.
 
   (a) capacity: one worker drains a backlog of the mix; then the highest rate it holds for
       60 s with bounded lag (every prediction within a second, none left behind);
@@ -42,16 +43,13 @@ from typing import Any
 import numpy as np
 from aiokafka import TopicPartition
 
-from apex_stream.client import kafka_admin, kafka_consumer, kafka_producer
+from apex_stream.client import kafka_consumer, kafka_producer
 from apex_stream.settings import Settings
-from apex_stream.topics import TopicAdmin
-
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
-from procstat import cpu_ticks  # noqa: E402
-from pyspy import stacks  # noqa: E402
-from traffic import Arrivals, Sender, Traffic, start_worker  # noqa: E402
-
-from tests.integration.processes import stop_process  # noqa: E402
+from bench.harness.processes import start_worker, stop_process
+from bench.harness.procstat import cpu_ticks
+from bench.harness.pyspy import stacks
+from bench.harness.topics import create_topics, drop_topics
+from bench.harness.traffic import Arrivals, Sender, Traffic
 
 HERE = Path(__file__).parent
 LOG = HERE / ".worker.log"
@@ -60,34 +58,19 @@ GEN_RATE = 25_000.0
 HOLD_SECONDS = float(os.environ.get("BENCH_HOLD_SECONDS", "60"))
 LOADS = tuple(int(x) for x in os.environ.get("BENCH_LOADS", "1000,5000,10000").split(","))
 LOAD_SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "30"))
-PORTS = (16200, 16201)
 HZ = os.sysconf("SC_CLK_TCK")
 
 
 def fresh() -> Settings:
+    """A step's own topics."""
     settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
-
-    async def create() -> None:
-        async with TopicAdmin(settings) as admin:
-            await admin.create()
-
-    asyncio.run(create())
+    asyncio.run(create_topics(settings))
     return settings
 
 
 def drop(settings: Settings) -> None:
     """Delete a step's topics (its own and its workers' changelogs): the broker stays lean."""
-
-    async def delete() -> None:
-        admin = kafka_admin(settings)
-        await admin.start()
-        marker = settings.topic_prefix.rstrip(".")
-        names = [t for t in await admin.list_topics() if marker in t]
-        if names:
-            await admin.delete_topics(names)
-        await admin.close()
-
-    asyncio.run(delete())
+    asyncio.run(drop_topics(settings))
 
 
 def drain(traffic: Traffic, workers: int = 1, env: dict[str, str] | None = None) -> dict:
@@ -96,7 +79,7 @@ def drain(traffic: Traffic, workers: int = 1, env: dict[str, str] | None = None)
     sender = Sender(settings)
     sender.blast(traffic)
     arrivals = Arrivals(settings, sender)
-    procs = [start_worker(settings, PORTS[i], LOG, env) for i in range(workers)]
+    procs = [start_worker(settings, LOG, env) for _ in range(workers)]
     ticks = [cpu_ticks(p.pid) for p in procs]
     t0 = time.time()
     try:
@@ -124,7 +107,7 @@ def paced(rate: float, seconds: float, env: dict[str, str] | None = None) -> dic
     traffic = Traffic.simulate(rate, seconds + seconds / 6)
     settings = fresh()
     sender = Sender(settings)
-    proc = start_worker(settings, PORTS[0], LOG, env)
+    proc = start_worker(settings, LOG, env)
     arrivals = Arrivals(settings, sender)
     ticks = cpu_ticks(proc.pid)
     try:
@@ -208,7 +191,7 @@ def passthrough(traffic: Traffic) -> dict:
     sender.blast(traffic)
     arrivals = Arrivals(settings, sender)
     script = (
-        "import asyncio, sys; sys.path.insert(0, 'bench'); from pipeline import _passthrough;"
+        "import asyncio; from bench.pipeline import _passthrough;"
         "from apex_stream.settings import Settings;"
         f"asyncio.run(_passthrough(Settings(topic_prefix={settings.topic_prefix!r}), "
         f"{traffic.opportunities}))"
@@ -234,7 +217,7 @@ def start_time(runs: int = 3) -> dict:
         sender.blast(Traffic.simulate(200, 10))
         arrivals = Arrivals(settings, sender)
         t0 = time.time()
-        proc = start_worker(settings, PORTS[0], LOG)
+        proc = start_worker(settings, LOG)
         try:
             arrivals.wait(1, 60)
             seconds.append(min(arrivals.arrived) - t0)
@@ -251,7 +234,7 @@ def recovery(rate: float = 1000, seconds: float = 60, kill_at: float = 20) -> di
     traffic = Traffic.simulate(rate, seconds)
     settings = fresh()
     sender = Sender(settings)
-    proc = start_worker(settings, PORTS[0], LOG)
+    proc = start_worker(settings, LOG)
     arrivals = Arrivals(settings, sender)
     killed = {}
 
@@ -260,7 +243,7 @@ def recovery(rate: float = 1000, seconds: float = 60, kill_at: float = 20) -> di
         killed["at"] = time.time()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        killed["proc"] = start_worker(settings, PORTS[0], LOG)
+        killed["proc"] = start_worker(settings, LOG)
         killed["ready"] = time.time()
 
     killer = threading.Thread(target=kill_and_restart)
@@ -310,7 +293,7 @@ def profile(traffic: Traffic) -> dict:
     sender = Sender(settings)
     sender.blast(traffic)
     arrivals = Arrivals(settings, sender)
-    proc = start_worker(settings, PORTS[0], LOG)
+    proc = start_worker(settings, LOG)
     raw = Path(tempfile.mkdtemp()) / "profile.txt"
     spy = subprocess.Popen(
         ["py-spy", "record", "-p", str(proc.pid), "-d", "8", "-r", "100", "--gil"]
@@ -341,7 +324,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; broker, worker(s) and load generator share it",
-        "command": "python bench/pipeline.py",
+        "command": "python -m bench.pipeline",
     }
     backlog = Traffic.simulate(GEN_RATE, DRAIN_SECONDS)
     print(f"backlog: {backlog.counts()}", flush=True)

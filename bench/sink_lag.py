@@ -1,17 +1,17 @@
 """The sink's lag while the pipeline runs at its full rate, on the real local broker.
 
-    nice -n 19 python bench/sink_lag.py   # ~2-3 minutes; writes bench/sink_lag.json, bench/sink.md
+    nice -n 19 python -m bench.sink_lag   # ~2-3 minutes; writes bench/sink_lag.json, bench/sink.md
 
-A worker (as bench/pipeline.py starts it), `apex-stream sink` and `apex-stream produce` (the
-simulated market: prices, opportunities and, after their block delay, outcomes) run at once as
-processes of their own on fresh topics and a fresh database. The market is offered faster than
-the worker can score (BENCH_LAG_RATE opportunities/s for BENCH_LAG_SECONDS), so the worker runs
-at its full rate, its input backlog growing; after the producer stops, the run goes on while the
-worker scores its backlog, until it is done or for AFTER_S at most. Every half second the
-sampler reads each topic partition's log end offset and the sink group's committed offset: the
-sink's lag per topic in messages (end - committed) and in seconds (now minus the Kafka
-timestamp of the oldest message it has not committed, read by a consumer of the sampler's own
-at the committed offset).
+A worker (started as bench/pipeline.py starts it), `apex-stream sink` and `apex-stream produce`
+(the simulated market: prices, opportunities and, after their block delay, outcomes) run at
+once as processes of their own on fresh topics and a fresh database. The market is offered
+faster than the worker can score (BENCH_LAG_RATE opportunities/s for BENCH_LAG_SECONDS), so the
+worker runs at its full rate, its input backlog growing; after the producer stops, the run goes
+on while the worker scores its backlog, until it is done or for AFTER_S at most. Every half
+second the sampler reads each topic partition's log end offset and the sink group's committed
+offset: the sink's lag per topic in messages (end - committed) and in seconds (now minus the
+Kafka timestamp of the oldest message it has not committed, read by a consumer of the sampler's
+own at the committed offset).
 """
 
 from __future__ import annotations
@@ -28,25 +28,16 @@ from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).parent
-sys.path[:0] = [str(HERE.parent), str(HERE)]
-from pipeline import drop, start_worker, stop  # noqa: E402
-from sink import (  # noqa: E402
-    SINK_TOPICS,
-    Cpu,
-    Offsets,
-    cores,
-    machine,
-    migrated_database,
-    report,
-    start_sink,
-    stop_process,
-    total_ticks,
-)
+from apex_stream.client import kafka_consumer
+from apex_stream.settings import Settings
+from bench.harness.database import migrated_database
+from bench.harness.offsets import SINK_TOPICS, Offsets
+from bench.harness.processes import start_sink, start_worker, stop_process
+from bench.harness.procstat import Cpu, cores, machine, total_ticks
+from bench.harness.sink_report import lag_lines, write_report
+from bench.harness.topics import create_topics, drop_topics
 
-from apex_stream.client import kafka_consumer  # noqa: E402
-from apex_stream.settings import Settings  # noqa: E402
-from apex_stream.topics import TopicAdmin  # noqa: E402
+HERE = Path(__file__).parent
 
 RATE = int(os.environ.get("BENCH_LAG_RATE", "5000"))
 SECONDS = float(os.environ.get("BENCH_LAG_SECONDS", "60"))
@@ -144,11 +135,10 @@ def start_producer(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 async def run() -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     settings = Settings(topic_prefix=f"sinklag{tag}.", app_id=f"sinklag{tag}")
-    async with TopicAdmin(settings) as admin:
-        await admin.create()
+    await create_topics(settings)
     log = HERE / ".sink.log"
     with migrated_database() as url:
-        worker = start_worker(settings, {})
+        worker = start_worker(settings, HERE / ".worker.log")
         sink = start_sink(settings, url, log)
         producer = None
         try:
@@ -182,8 +172,8 @@ async def run() -> dict[str, Any]:
             if producer is not None and producer.poll() is None:
                 stop_process(producer)
             stop_process(sink)
-            stop(worker)
-    await drop(settings)
+            stop_process(worker)
+    await drop_topics(settings)
     assert first is not None and last is not None
     load = lag.samples[: last[2]]
     span = last[0] - first[0]
@@ -196,7 +186,7 @@ async def run() -> dict[str, Any]:
         (s["t"] for s in lag.samples if s["committed"]["predictions"] == last_prediction), None
     )
     return {
-        "command": "nice -n 19 python bench/sink_lag.py",
+        "command": "nice -n 19 python -m bench.sink_lag",
         "machine": machine(),
         "offered_opportunities_per_s": RATE,
         "load_seconds": round(span, 1),
@@ -230,82 +220,13 @@ async def run() -> dict[str, Any]:
     }
 
 
-def report_lines(r: dict[str, Any]) -> list[str]:
-    """The lag section of bench/sink.md."""
-    rates = r["rates_during_load"]
-    c = r["cores_during_load"]
-    during = r["lag_during_load"]
-    after = r["lag_after_load"]
-    worst = max(during[t]["max_seconds"] for t in SINK_TOPICS)
-    saturated = r["worker_backlog_at_load_end"] > 0.05 * r["produced"]["opportunities"]
-    kept_up = worst <= 5 and all(after[t]["max_seconds"] <= 5 for t in SINK_TOPICS)
-    lines = [
-        "## (4) The sink's lag beside the pipeline at its full rate",
-        "",
-        f"`{r['command']}`: a worker, `apex-stream sink` and `apex-stream produce --rate "
-        f"{r['offered_opportunities_per_s']:,}` (prices, opportunities, outcomes) for "
-        f"{r['load_seconds']:.0f} s on {r['machine']}, together with the broker and PostgreSQL. "
-        + (
-            "The offer exceeded what the worker could score, so the worker ran at its full rate"
-            if saturated
-            else "The worker kept up with the offer (so it did not run at its full rate)"
-        )
-        + f": it scored {rates['predictions']:,.0f} predictions/s while the producer wrote "
-        f"{rates['opportunities']:,.0f} opportunities/s, {rates['prices']:,.0f} prices/s and "
-        f"{rates['outcomes']:,.0f} outcomes/s; the worker's backlog was "
-        f"{r['worker_backlog_at_load_end']:,} opportunities when the producer stopped.",
-        "",
-        "Cores in use during the load (of {n}): worker {worker}, producer {producer}, sink "
-        "{sink}, PostgreSQL {postgres}, broker {kafka}; the whole machine {machine}.".format(
-            n=os.cpu_count(), **c
-        ),
-        "",
-        "The sink's lag per topic while the producer ran (sampled every 0.5 s; seconds: the "
-        "age of the oldest message it had not committed, from its Kafka timestamp):",
-        "",
-        "| topic | max messages | p95 messages | max seconds | p95 seconds |",
-        "|---|---|---|---|---|",
-    ]
-    for topic in SINK_TOPICS:
-        x = during[topic]
-        lines.append(
-            f"| {topic} | {x['max_messages']:,} | {x['p95_messages']:,.0f} "
-            f"| {x['max_seconds']:.1f} | {x['p95_seconds']:.1f} |"
-        )
-    lines += [
-        "",
-        (
-            f"For {r['after_load_seconds']:.0f} s after the producer stopped the worker went on "
-            f"scoring its backlog at {r['rates_after_load']['predictions']:,.0f}/s"
-            + (
-                f", and finished; the sink committed the last prediction within "
-                f"{r['sink_done_after_s'] - r['worker_done_after_s']:.1f} s of its write"
-                if r["sink_done_after_s"] is not None
-                else f" (the run stopped with {r['worker_backlog_at_end']:,} left)"
-            )
-            + f". The sink's lag on predictions meanwhile: max "
-            f"{after['predictions']['max_messages']:,} messages, "
-            f"{after['predictions']['max_seconds']:.1f} s."
-        ),
-        "",
-        (
-            f"**The sink kept up**: its lag stayed within {worst:.1f} s on every topic while its "
-            f"process used {c['sink']} of a core, so it is not the pipeline's bottleneck"
-            + (" (the worker is)." if saturated else ".")
-            if kept_up
-            else f"**The sink fell behind**: its lag reached {worst:.1f} s."
-        ),
-    ]
-    return lines
-
-
 def main() -> None:
     result = asyncio.run(run())
     (HERE / "sink_lag.json").write_text(json.dumps(result, indent=2) + "\n")
-    for line in report_lines(result):
+    for line in lag_lines(result):
         print(line)
     if (HERE / "sink.json").exists():
-        report()
+        write_report()
 
 
 if __name__ == "__main__":

@@ -16,10 +16,13 @@ import pytest
 from apex_stream.client import kafka_admin
 from apex_stream.settings import Settings
 
+INTEGRATION = Path(__file__).parent / "integration"
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration/, at any depth, is marked ``integration``."""
     for item in items:
-        if Path(item.fspath).parent.name == "integration":
+        if item.path.is_relative_to(INTEGRATION):
             item.add_marker(pytest.mark.integration)
 
 

@@ -1,5 +1,6 @@
 """No import cycle in apex_stream/ or bench/: neither between modules nor between apex_stream's
-subpackages (a stage imports only the stages it consumes, so the tree reads as the data flow)."""
+subpackages (a stage imports only the stages it consumes, so the tree reads as the data flow);
+a benchmark shares code only through bench.harness."""
 
 from __future__ import annotations
 
@@ -84,3 +85,15 @@ def test_no_cycle_between_subpackages() -> None:
             stage(t) for t in targets if stage(t) != stage(module)
         )
     acyclic(edges)
+
+
+def test_benchmarks_share_code_only_through_the_harness() -> None:
+    """No benchmark imports another benchmark or anything of tests/ (nor does the harness)."""
+    known = modules("bench") | modules("tests")
+    for name, path in modules("bench").items():
+        others = {
+            target
+            for target in imported(name, path, known)
+            if target != "bench" and not target.startswith("bench.harness")
+        }
+        assert not others, f"{name} imports {sorted(others)}"
