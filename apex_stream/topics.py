@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, for_code
 
 from .client import kafka_admin
 from .errors import TopicError
@@ -138,11 +139,22 @@ class TopicAdmin:
                     return
                 await asyncio.sleep(0.1)
 
-    async def group_members(self, group: str) -> int:
-        """How many consumers are members of ``group`` now (0 when it is empty or unknown)."""
-        responses = await self._admin.describe_consumer_groups([group])
-        # each group: (error, id, state, protocol type, protocol, members, ...)
-        return sum(len(g[5]) for r in responses for g in r.groups if g[1] == group)
+    async def group_members(self, group: str, timeout: float = 30.0) -> int:
+        """How many consumers are members of ``group`` now (0 when it is empty or unknown).
+        Waits while the group's coordinator is not ready (a broker just started)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    responses = await self._admin.describe_consumer_groups([group])
+                except KafkaError as error:
+                    if not error.retriable:
+                        raise
+                else:
+                    # each group: (error, id, state, protocol type, protocol, members, ...)
+                    groups = [g for r in responses for g in r.groups if g[1] == group]
+                    if not any(g[0] and for_code(g[0]).retriable for g in groups):
+                        return sum(len(g[5]) for g in groups)
+                await asyncio.sleep(0.2)
 
     async def describe(self) -> list[TopicState]:
         """Each declared topic with its partition count and any drift from its file."""
