@@ -1,4 +1,5 @@
-"""Throwaway databases on the configured PostgreSQL server, for the storage benchmarks."""
+"""Throwaway databases on the configured PostgreSQL server, for the benchmarks and the
+integration tests."""
 
 from __future__ import annotations
 
@@ -14,20 +15,27 @@ from apex_stream.sink import migrations
 
 
 @contextmanager
-def migrated_database(revision: str = "head") -> Iterator[str]:
-    """The URL of a new database with the schema at ``revision``, dropped afterwards."""
+def temporary_database(prefix: str = "apex_bench") -> Iterator[str]:
+    """The URL of a new, empty database on the configured server, dropped afterwards (the
+    integration tests use it too)."""
     server = make_url(Settings().db_url)
-    name = f"apex_bench_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(
         server.set(database="postgres"), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT"
     )
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        url = server.set(database=name).render_as_string(hide_password=False)
-        migrations.upgrade(url, revision, quiet=True)
-        yield url
+        yield server.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def migrated_database(revision: str = "head") -> Iterator[str]:
+    """The URL of a new database with the schema at ``revision``, dropped afterwards."""
+    with temporary_database() as url:
+        migrations.upgrade(url, revision, quiet=True)
+        yield url

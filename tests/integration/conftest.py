@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.database import temporary_database
+from bench.harness.database import temporary_database
 
 
 @pytest.fixture
