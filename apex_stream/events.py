@@ -36,6 +36,7 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Timestamp = Annotated[float, msgspec.Meta(gt=0, description="Unix time in seconds (UTC).")]
 Severity = Literal["info", "warning", "critical"]
+Recommendation = Literal["EXECUTE", "SKIP"]
 
 
 class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -188,6 +189,10 @@ class Opportunity(Event, frozen=True):
 class Prediction(Event, frozen=True):
     """The ensemble's verdict on one opportunity.
 
+    ``score`` is the ensemble's probability that executing succeeds; ``decision`` (the
+    ``recommendation`` EXECUTE, else SKIP) is whether the vote clears ``threshold``.
+    ``confidence`` is the ensemble's probability that its recommendation is right: ``score`` for
+    EXECUTE, ``1 - score`` for SKIP (seed 001's ``recommendation`` and ``confidence``).
     ``features`` are the values it was scored with (``null`` where a feature was missing), in
     the order of the feature list ``feature_version``: the record retraining learns from.
     """
@@ -207,6 +212,8 @@ class Prediction(Event, frozen=True):
     latency_ms: NonNegative
     opportunity_timestamp: Timestamp
     timestamp: Timestamp
+    recommendation: Recommendation
+    confidence: Probability
     feature_version: str | None = None
     features: list[float | None] = msgspec.field(default_factory=list)
 

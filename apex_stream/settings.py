@@ -3,31 +3,87 @@
 Standard names stay standard (``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``); everything else is
 ``APEX_*``. When the two service URLs are unset, ``apex-stream up`` runs local services and the
 defaults below point at them.
+
+The systems apex-stream replaces (``../shared/seeds``) named some of the same knobs otherwise;
+their names are honoured as aliases (:data:`SEED_ALIASES`), refused with the variable to set
+instead where the meaning differs (:data:`SEED_REFUSED`), and reported as ignored where apex-stream
+has no such knob (:data:`SEED_IGNORED`): a seed's ``.env`` is never silently half-applied.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .errors import ApexStreamError
 from .resources import TOPICS
 
 ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("apex_stream.settings")
+
+#: Seed systems' names for knobs apex-stream has: field -> (our variable, the seeds' names).
+SEED_ALIASES: dict[str, tuple[str, ...]] = {
+    "threshold": ("APEX_THRESHOLD", "AI_THRESHOLD", "ML_THRESHOLD", "ML_CONFIDENCE_THRESHOLD"),
+    "device": ("APEX_DEVICE", "ML_USE_GPU"),
+    "live_trading": ("APEX_LIVE_TRADING", "LIVE_TRADING"),
+    "web_port": ("APEX_WEB_PORT", "AI_ENGINE_PORT"),
+    "models_dir": ("APEX_MODELS_DIR", "ML_MODELS_PATH"),
+    "database_url": ("DATABASE_URL", "TIMESERIES_CONNECTION_STRING"),
+}
+#: Seed names whose meaning apex-stream cannot take over as is: the reason and what to set.
+SEED_REFUSED: dict[str, str] = {
+    name: (
+        "names one model file; apex-stream serves every model through the manifest in "
+        "APEX_MODELS_DIR: register the file with `apex-stream models register` and unset " + name
+    )
+    for name in ("AI_MODEL_PATH", "MODEL_PATH")
+}
+#: Seed names for knobs apex-stream does not have (no Redis cache, no trade execution, training
+#: settings of other pipelines); set, they are reported once and ignored.
+SEED_IGNORED = (
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "PROMETHEUS_PORT",
+    "RUST_ENGINE_URL",
+    "ML_TIMEOUT",
+    "ML_DATA_COLLECTION_ENABLED",
+    "ML_DATA_INTERVAL",
+    "ML_LSTM_ENABLED",
+    "ML_SCORER_ENABLED",
+    "ML_VOLATILITY_ENABLED",
+    "TRAINING_DAYS",
+    "REVERSION_THRESHOLD",
+    "LOOKHEAD_SECONDS",
+)
+
+
+class SettingsError(ApexStreamError):
+    """Environment variables that contradict each other or cannot be honoured."""
+
+
+def _env(field: str, default: Any, **constraints: Any) -> Any:
+    """A field read from our variable or, failing that, the seeds' names for it."""
+    return Field(default, validation_alias=AliasChoices(*SEED_ALIASES[field]), **constraints)
 
 
 class Settings(BaseSettings):
     """Every knob apex-stream reads; see the table in README.md."""
 
-    model_config = SettingsConfigDict(env_prefix="APEX_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="APEX_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     kafka_bootstrap_servers: str | None = Field(
         default=None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
     )
-    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+    database_url: str | None = _env("database_url", None)
 
     home: Path = Path.home() / ".cache" / "apex-stream"
     kafka_version: str = "3.9.1"
@@ -44,12 +100,12 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    models_dir: Path = ROOT / "models"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    models_dir: Path = _env("models_dir", ROOT / "models")
+    device: Literal["auto", "cpu", "cuda"] = _env("device", "auto")
     onnx_threads: int = Field(default=1, ge=1)
     xgboost_threads: int = Field(default=1, ge=1)
     voting_strategy: Literal["weighted", "majority", "unanimous", "stacking"] = "weighted"
-    threshold: float = Field(default=0.5, gt=0, lt=1)
+    threshold: float = _env("threshold", 0.5, gt=0, lt=1)
     # unset: each member's weight from the catalogue (settings import nothing of the package)
     voting_weights: dict[str, float] | None = None
     online_weight: float = Field(default=0.2, ge=0, le=1)
@@ -58,7 +114,11 @@ class Settings(BaseSettings):
     batch_max_delay_ms: float = Field(default=5.0, gt=0)
     prices_batch_delay_ms: float = Field(default=100.0, gt=0)
     app_id: str = "apex-stream"
-    web_port: int = 6066
+    #: the worker's HTTP API: seed 000's port, on loopback unless told otherwise
+    web_host: str = "127.0.0.1"
+    web_port: int = _env("web_port", 8000)
+    api_token: str | None = None  # when set, scoring and model routes need this bearer token
+    live_trading: bool = _env("live_trading", False)  # reported (seed 002's mode); nothing executes
     features_ttl_s: float = Field(default=120.0, gt=0)
     outcome_wait_s: float = Field(default=60.0, ge=0)
     scored_capacity: int = Field(default=250_000, ge=1)  # per partition
@@ -106,6 +166,21 @@ class Settings(BaseSettings):
     bridge_coalesce_ms: float = Field(default=5.0, ge=0)
     bridge_replay_max: int = Field(default=10_000, ge=0)
 
+    @field_validator("device", mode="before")
+    @classmethod
+    def _use_gpu(cls, value: Any) -> Any:
+        """Seed 001's ``ML_USE_GPU=true|false`` means cuda or cpu."""
+        flags = {"true": "cuda", "1": "cuda", "false": "cpu", "0": "cpu"}
+        return flags.get(value.lower(), value) if isinstance(value, str) else value
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _driver(cls, value: str | None) -> str | None:
+        """Seed 001's ``postgresql://`` URL, with the driver apex-stream uses (psycopg 3)."""
+        if value is not None and value.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
     @property
     def manages_kafka(self) -> bool:
         """True when apex-stream runs its own broker (no KAFKA_BOOTSTRAP_SERVERS given)."""
@@ -129,7 +204,29 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}{name}"
 
 
+def check_seed_names(environ: Mapping[str, str]) -> list[str]:
+    """Refuse seed variables that cannot be honoured or that contradict another name of the same
+    knob (:class:`SettingsError`); the notes to log about seed variables that are ignored."""
+    problems = [f"{name} {reason}" for name, reason in SEED_REFUSED.items() if name in environ]
+    for names in SEED_ALIASES.values():
+        given = {name: environ[name] for name in names if name in environ}
+        if len(set(given.values())) > 1:
+            problems.append(
+                f"{', '.join(f'{k}={v}' for k, v in given.items())} disagree: they set one "
+                f"knob; keep {names[0]} only"
+            )
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return [
+        f"{name} is set but apex-stream has no such setting (see README 'Settings'); ignored"
+        for name in SEED_IGNORED
+        if name in environ
+    ]
+
+
 @cache
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
+    """The process-wide settings, read once (seed names checked first)."""
+    for note in check_seed_names(os.environ):
+        log.warning(note)
     return Settings()

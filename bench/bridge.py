@@ -330,6 +330,8 @@ class Bench:
                         latency_ms=4.0,
                         opportunity_timestamp=now - 0.01,
                         timestamp=now,
+                        recommendation="EXECUTE",
+                        confidence=0.6,
                     )
                 )
             sent = self.sent = due

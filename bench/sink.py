@@ -84,6 +84,8 @@ def events(n: int, seed: int = 3) -> dict[type[Event], list[Any]]:
                 latency_ms=4.0,
                 opportunity_timestamp=o.timestamp,
                 timestamp=o.timestamp + 0.01,
+                recommendation="EXECUTE",
+                confidence=0.6,
                 feature_version=FEATURE_VERSION,
                 features=[None if rng.random() < 0.05 else rng.random() for _ in FEATURES],
             )

@@ -39,6 +39,15 @@ _Checked = msgspec.defstruct(
 _encoder = msgspec.json.Encoder()
 
 
+def recommend(score: np.ndarray, decision: np.ndarray) -> tuple[list[str], list[float]]:
+    """Seed 001's recommendation (EXECUTE when the vote executes, else SKIP) and confidence: the
+    ensemble's probability that the recommendation is right (``score``, or ``1 - score``)."""
+    return (
+        np.where(decision, "EXECUTE", "SKIP").tolist(),
+        np.where(decision, score, 1.0 - score).tolist(),
+    )
+
+
 def encode_predictions(
     opportunities: Sequence[Opportunity],
     X: np.ndarray,
@@ -50,6 +59,7 @@ def encode_predictions(
     features it was scored with (NaN, a missing feature, encodes as null)."""
     voting = scores.voting
     threshold, strategy = voting.threshold, voting.strategy
+    recommendation, confidence = recommend(scores.vote.score, scores.vote.decision)
     rows = [
         _Checked(
             o.opportunity_id,
@@ -64,16 +74,20 @@ def encode_predictions(
             latency,
             o.timestamp,
             now,
+            advice,
+            sure,
             FEATURE_VERSION,
             features,
         )
-        for o, score, decision, member_scores, versions, latency, features in zip(
+        for o, score, decision, member_scores, versions, latency, advice, sure, features in zip(
             opportunities,
             scores.vote.score.tolist(),
             scores.vote.decision.tolist(),
             scores.rows,
             scores.version_rows,
             latency_ms.tolist(),
+            recommendation,
+            confidence,
             X.tolist(),
             strict=True,
         )

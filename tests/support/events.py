@@ -24,6 +24,8 @@ def prediction(i: int, chain: str = "ethereum", route: str = "r1", score: float 
         latency_ms=2.0,
         opportunity_timestamp=now,
         timestamp=now,
+        recommendation="EXECUTE" if score > 0.5 else "SKIP",
+        confidence=max(score, 1 - score),
     )
 
 
@@ -61,6 +63,8 @@ def prediction_for(o: Opportunity, score: float, **fields: Any) -> Prediction:
             "latency_ms": 3.0,
             "opportunity_timestamp": o.timestamp,
             "timestamp": o.timestamp + 0.01,
+            "recommendation": "EXECUTE" if score > 0.5 else "SKIP",
+            "confidence": max(score, 1 - score),
         }
         | fields
     )

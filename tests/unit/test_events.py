@@ -73,6 +73,8 @@ EXAMPLES = [
         latency_ms=3.2,
         opportunity_timestamp=NOW,
         timestamp=NOW,
+        recommendation="EXECUTE",
+        confidence=0.7,
     ),
     Outcome(
         opportunity_id="opp-1",

@@ -72,6 +72,8 @@ def predictions(n: int) -> list[Prediction]:
                 latency_ms=random.uniform(0.5, 9.0),
                 opportunity_timestamp=now - 0.05,
                 timestamp=now,
+                recommendation="EXECUTE" if score > 0.5 else "SKIP",
+                confidence=max(score, 1 - score),
             )
         )
     return out

@@ -97,6 +97,10 @@ def test_encoded_predictions_are_the_prediction_events_bytes(ensemble: Ensemble)
             latency_ms=float(latency[i]),
             opportunity_timestamp=o.timestamp,
             timestamp=1_800_000_000.0,
+            recommendation="EXECUTE" if scores.vote.decision[i] else "SKIP",
+            confidence=float(
+                scores.vote.score[i] if scores.vote.decision[i] else 1 - scores.vote.score[i]
+            ),
             feature_version="1.0",
             features=[None if np.isnan(v) else v for v in X[i].tolist()],
         )
