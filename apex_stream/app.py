@@ -46,7 +46,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_batch_size=262_144,
         producer_acks=-1,
         web_port=settings.web_port,
-        web_host="0.0.0.0",
+        web_bind=settings.web_host,
         web_in_thread=False,
         table_cleanup_interval=60.0,
         datadir=str(datadir),

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
@@ -81,3 +81,15 @@ PROVIDER = Gauge(
 )
 ONLINE_LEARNED = Gauge("apex_online_learner_samples", "Outcomes the online learner has seen")
 MODEL_REVISION = Gauge("apex_model_manifest_revision", "Manifest revision the worker serves")
+
+# Seed 002's engine metrics, under its names, for its dashboards (the /predict route)
+AI_CONFIDENCE = Gauge("ai_prediction_confidence", "Latest confidence of the 8-feature /predict")
+AI_LATENCY = Histogram(
+    "ai_inference_latency_ms",
+    "Inference time of the 8-feature /predict (ms)",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100),
+)
+AI_REQUESTS = Counter("ai_requests_total", "Requests to the 8-feature /predict")
+API_REQUESTS = Counter(
+    "apex_api_requests_total", "Requests to the worker's HTTP API", ["route", "status"]
+)

@@ -10,7 +10,7 @@ import os
 
 import faust
 
-from . import api
+from .api.app import attach as attach_api
 from .app import Pipeline
 from .errors import TopicError
 from .features import agent as features_agent
@@ -43,7 +43,7 @@ def build(settings: Settings) -> tuple[Pipeline, BatchSource]:
     source = BatchSource(pipeline, process)
     features_agent.attach(pipeline)
     attach_stream(pipeline, source)
-    api.attach(pipeline, process, source)
+    attach_api(pipeline, process, source)
     attach_reload(pipeline, scorer, learning)
     for member, provider in ensemble.providers.items():
         PROVIDER.labels(member, provider).set(1)

@@ -10,7 +10,7 @@ scores only its own rows, and the scores record which version produced each row.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, cast
 
@@ -213,11 +213,18 @@ class Ensemble:
         """Where each member's active version scores."""
         return {name: a.models[0].provider for name, a in self.arms.items()}
 
-    def score(self, X: np.ndarray, route_ids: Sequence[str] | None = None) -> Scores:
+    def score(
+        self,
+        X: np.ndarray,
+        route_ids: Sequence[str] | None = None,
+        threshold: float | None = None,
+    ) -> Scores:
         """Every member's scores and the vote. ``route_ids`` assign rows to versions during an
-        A/B test; without them (backtests) the active versions score every row."""
+        A/B test; without them (backtests) the active versions score every row. ``threshold``
+        replaces the configured one for this call (an API request's own)."""
         members: dict[str, np.ndarray] = {}
         versions: dict[str, str | np.ndarray] = {}
         for name, arms in self.arms.items():
             members[name], versions[name] = arms.predict(X, route_ids)
-        return Scores(members, vote(members, self.voting), versions, self.voting)
+        voting = self.voting if threshold is None else replace(self.voting, threshold=threshold)
+        return Scores(members, vote(members, voting), versions, voting)

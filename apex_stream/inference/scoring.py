@@ -24,11 +24,14 @@ class Scorer:
         self.ensemble = ensemble
         self.view = view
 
-    def score(self, opportunities: Sequence[Opportunity]) -> tuple[np.ndarray, Scores]:
-        """The feature matrix and the ensemble's scores for a batch."""
+    def score(
+        self, opportunities: Sequence[Opportunity], threshold: float | None = None
+    ) -> tuple[np.ndarray, Scores]:
+        """The feature matrix and the ensemble's scores for a batch (at ``threshold`` instead of
+        the configured one when given)."""
         keys = route_keys(opportunities)
         X = opportunity_features(opportunities, self.view.refresh(set(keys)), keys)
-        return X, self.ensemble.score(X, [o.route_id for o in opportunities])
+        return X, self.ensemble.score(X, [o.route_id for o in opportunities], threshold)
 
 
 #: A Prediction built from values the batch already checked (finite scores and times), so

@@ -210,7 +210,7 @@ async def test_scoring_api(settings: Settings, tmp_path: Path, free_port: int) -
         status, body = post(port, "/predict/batch", batch)
         assert status == 200
         assert len(body["predictions"]) == 2_000
-        assert body["timing_ms"]["total"] > 0
+        assert body["timing"]["total_ms"] > 0
         first = body["predictions"][0]
         assert first["model_versions"] == {m: "1.0.0" for m in MEMBERS}
         assert first["opportunity_id"] == opportunities[0].opportunity_id
@@ -222,8 +222,8 @@ async def test_scoring_api(settings: Settings, tmp_path: Path, free_port: int) -
         bad = msgspec.json.encode([msgspec.to_builtins(opportunities[0]) | {"gas_estimate": -1}])
         status, error = post(port, "/predict/batch", bad)
         assert status == 422
-        assert error["invalid"][0]["index"] == 0
-        assert "gas_estimate" in error["invalid"][0]["reason"]
+        assert error["detail"][0]["loc"] == ["body", "opportunities", 0]
+        assert "gas_estimate" in error["detail"][0]["msg"]
         status, error = post(port, "/predict/batch", b"{")
         assert status == 400
         health = get(port, "/health")

@@ -1,0 +1,1 @@
+"""The worker's HTTP API (FastAPI): see :mod:`apex_stream.api.app`."""

@@ -1,0 +1,113 @@
+"""The worker's HTTP API: a FastAPI app served by uvicorn inside the Faust worker, on its event
+loop (faust-streaming's :func:`~faust.contrib.asgi.serve_asgi`), with OpenAPI at
+``/openapi.json`` and Swagger UI at ``/docs`` (its assets served locally by fastapi-offline, so
+the docs render without internet access).
+
+Routes: scoring (:mod:`.predict`), model management (:mod:`.models`), status (:mod:`.status`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
+from faust.contrib.asgi import serve_asgi
+
+from ..app import Pipeline
+from ..features.agent import MarketView
+from ..inference.control import publish
+from ..inference.registry import Registry
+from ..metrics import API_REQUESTS
+from ..stream.process import Process
+from ..stream.source import BatchSource
+from . import models, predict, schemas, status
+from .state import WorkerState
+
+DESCRIPTION = """Scores arbitrage opportunities with the stream's features, ensemble and voting.
+
+Speaks seed 000's REST API (`/predict/batch`, `/predict/single`, `/models/*`, `GET /`) and seed
+002's engine API (`/predict` with 8 features, `/status`, `/health`, `/metrics_summary`). When the
+worker has `APEX_API_TOKEN`, scoring and model routes need `Authorization: Bearer <token>`."""
+
+
+def create_api(state: WorkerState) -> FastAPI:
+    """The API over one worker."""
+    api = FastAPIOffline(title="apex-stream worker API", version=status.VERSION)
+    api.state.worker = state
+    for router in (predict.router, models.router, status.router):
+        api.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document with the msgspec bodies' schemas added to its components."""
+        if api.openapi_schema is None:
+            document = get_openapi(
+                title=api.title, version=api.version, description=DESCRIPTION, routes=api.routes
+            )
+            document.setdefault("components", {}).setdefault("schemas", {}).update(
+                schemas.components()
+            )
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
+
+    @api.middleware("http")
+    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        API_REQUESTS.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
+
+    return api
+
+
+def attach(pipeline: Pipeline, process: Process, source: BatchSource) -> None:
+    """Serve the API from the pipeline's worker (on ``APEX_WEB_HOST``:``APEX_WEB_PORT``)."""
+    settings = pipeline.settings
+    opportunities = settings.topic_name("opportunities")
+    scorer = process.scorer
+
+    def health() -> dict[str, Any]:
+        # recovery is on faust's TableManager, not its TableManagerT interface
+        recovery = pipeline.app.tables.recovery  # type: ignore[attr-defined]
+        ensemble = scorer.ensemble
+        return {
+            "status": "ok",
+            "recovered": recovery.completed.is_set(),
+            "model_versions": ensemble.versions,
+            "manifest_revision": ensemble.revision,
+            "traffic": ensemble.traffic,
+            "providers": ensemble.providers,
+            "market_tokens": len(pipeline.market),
+            # Faust's partitions (prices, tables) and the batch path's (opportunities; outcomes
+            # follow them)
+            "assigned": sorted(
+                [f"{tp.topic}:{tp.partition}" for tp in pipeline.app.assignor.assigned_actives()]
+                + [f"{opportunities}:{p}" for p in source.owned]
+            ),
+            "join": {
+                "scored_waiting": sum(len(j) for j in process.joins.values()),
+                "outcomes_waiting": sum(len(j.pending) for j in process.joins.values()),
+            },
+        }
+
+    state = WorkerState(
+        settings=settings,
+        scorer=scorer,
+        learning=process.learning,
+        registry=Registry(settings.models_dir),
+        market_view=lambda: MarketView(pipeline),
+        health=health,
+        publish=partial(publish, settings),
+    )
+    serve_asgi(
+        pipeline.app,
+        create_api(state),
+        host=settings.web_host,
+        port=settings.web_port,
+        access_log=False,
+    )

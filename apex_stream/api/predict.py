@@ -1,0 +1,237 @@
+"""Scoring routes: seed 000's ``/predict/batch`` and ``/predict/single`` (the stream's features,
+models and voting, through the same :class:`Scorer`), and seed 002's 8-feature ``/predict``.
+
+Each request is decoded, scored and encoded in a worker thread (``run_in_threadpool``): the
+models release the GIL while they score, so a 10,000-opportunity request does not stall the
+stream sharing this event loop. Opportunities are read in every form the stream accepts.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import msgspec
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import InvalidEvent
+from ..events import Opportunity, decode
+from ..inference.ensemble import Scores
+from ..inference.scoring import recommend
+from . import schemas
+from .schemas import (
+    BatchRequest,
+    BatchResponse,
+    FeaturesRequest,
+    FeaturesResponse,
+    GpuUse,
+    ScoredOpportunity,
+    SingleRequest,
+    SingleResponse,
+    Timing,
+)
+from .state import Worker, WorkerState, authorized
+
+#: The most opportunities one request may carry.
+MAX_BATCH = 10_000
+
+router = APIRouter(tags=["scoring"], dependencies=[Depends(authorized)])
+_encoder = msgspec.json.Encoder()
+
+
+class _RawBatch(msgspec.Struct, forbid_unknown_fields=True):
+    opportunities: list[msgspec.Raw]
+    threshold: schemas.Threshold | None = None
+    use_gpu: bool = False
+
+
+class _RawSingle(msgspec.Struct, forbid_unknown_fields=True):
+    opportunity: msgspec.Raw
+    threshold: schemas.Threshold | None = None
+    use_gpu: bool = False
+
+
+_batch = msgspec.json.Decoder(_RawBatch | list[msgspec.Raw])
+_single = msgspec.json.Decoder(_RawSingle)
+_keys = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_features = msgspec.json.Decoder(FeaturesRequest)
+
+
+def _json(body: msgspec.Struct) -> Response:
+    return Response(_encoder.encode(body), media_type="application/json")
+
+
+def _bad_json(exc: msgspec.DecodeError, form: str) -> HTTPException:
+    if isinstance(exc, msgspec.ValidationError):
+        return HTTPException(422, [{"loc": ["body"], "msg": str(exc), "type": "value_error"}])
+    return HTTPException(400, f"expected {form}: {exc}")
+
+
+def _opportunities(raw: list[msgspec.Raw], received: float) -> list[Opportunity]:
+    """Every opportunity of a request, or 422 listing each invalid one with its reason."""
+    if not raw:
+        raise HTTPException(422, "send at least one opportunity")
+    if len(raw) > MAX_BATCH:
+        raise HTTPException(413, f"at most {MAX_BATCH} opportunities per request")
+    found, errors = [], []
+    for i, item in enumerate(raw):
+        try:
+            found.append(decode(item, Opportunity))
+        except InvalidEvent as exc:
+            loc = ["body", "opportunities", i]
+            errors.append({"loc": loc, "msg": exc.reason, "type": "value_error"})
+    if errors:
+        raise HTTPException(422, errors)
+    return found
+
+
+def _score(
+    state: WorkerState,
+    opportunities: list[Opportunity],
+    threshold: float | None,
+    use_gpu: bool,
+    started: float,
+) -> tuple[list[ScoredOpportunity], Scores, GpuUse, Timing]:
+    """Score a request's opportunities; seed 000's fields and ours for each."""
+    decoded = time.perf_counter()
+    _, scores = state.scorer_for_request().score(opportunities, threshold)
+    scored = time.perf_counter()
+    n = len(opportunities)
+    per_row_ms = (scored - decoded) * 1e3 / n
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+    recommendation, confidence = recommend(scores.vote.score, scores.vote.decision)
+    rows = [
+        ScoredOpportunity(
+            route_id=o.route_id,
+            prediction_score=score,
+            should_execute=decision,
+            model_version_xgb=versions.get("xgboost", ""),
+            model_version_onnx=versions.get("onnx", ""),
+            inference_time_ms=per_row_ms,
+            timestamp=stamp,
+            opportunity_id=o.opportunity_id,
+            chain=o.chain,
+            score=score,
+            decision=decision,
+            recommendation=advice,
+            confidence=sure,
+            model_scores=member_scores,
+            model_versions=versions,
+        )
+        for o, score, decision, advice, sure, member_scores, versions in zip(
+            opportunities,
+            scores.vote.score.tolist(),
+            scores.vote.decision.tolist(),
+            recommendation,
+            confidence,
+            scores.rows,
+            scores.version_rows,
+            strict=True,
+        )
+    ]
+    providers = state.scorer.ensemble.providers
+    gpu = GpuUse(
+        requested=use_gpu,
+        used=any("cuda" in p.lower() or "tensorrt" in p.lower() for p in providers.values()),
+        providers=providers,
+    )
+    timing = Timing(
+        decode_ms=(decoded - started) * 1e3,
+        score_ms=(scored - decoded) * 1e3,
+        total_ms=(time.perf_counter() - started) * 1e3,
+    )
+    return rows, scores, gpu, timing
+
+
+def _predict_batch(state: WorkerState, body: bytes, received: float, started: float) -> bytes:
+    try:
+        request = _batch.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _bad_json(exc, "seed 000's {opportunities, threshold, use_gpu} or an array") from None
+    if isinstance(request, list):
+        request = _RawBatch(request)
+    opportunities = _opportunities(request.opportunities, received)
+    rows, scores, gpu, timing = _score(
+        state, opportunities, request.threshold, request.use_gpu, started
+    )
+    return _encoder.encode(
+        BatchResponse(
+            predictions=rows,
+            total_opportunities=len(rows),
+            executable_count=int(np.count_nonzero(scores.vote.decision)),
+            total_inference_time_ms=timing.score_ms,
+            avg_inference_time_ms=timing.score_ms / len(rows),
+            threshold=scores.voting.threshold,
+            strategy=scores.voting.strategy,
+            use_gpu=gpu,
+            timing=timing,
+        )
+    )
+
+
+def _predict_single(state: WorkerState, body: bytes, received: float, started: float) -> bytes:
+    try:
+        wrapped = "opportunity" in _keys.decode(body)
+        request = _single.decode(body) if wrapped else _RawSingle(msgspec.Raw(body))
+    except msgspec.DecodeError as exc:
+        raise _bad_json(exc, "an opportunity, or {opportunity, threshold, use_gpu}") from None
+    [opportunity] = _opportunities([request.opportunity], received)
+    [row], scores, gpu, timing = _score(
+        state, [opportunity], request.threshold, request.use_gpu, started
+    )
+    return _encoder.encode(
+        SingleResponse(
+            **msgspec.structs.asdict(row),
+            threshold=scores.voting.threshold,
+            strategy=scores.voting.strategy,
+            use_gpu=gpu,
+            timing=timing,
+        )
+    )
+
+
+@router.post(
+    "/predict/batch",
+    summary="Score opportunities (seed 000)",
+    openapi_extra=schemas.body(BatchRequest, list[Opportunity]),
+    responses=schemas.returns(BatchResponse, 400, 401, 413, 422),
+)
+async def predict_batch(request: Request, state: Worker) -> Response:
+    """Features, every ensemble member and the vote, exactly as the stream scores; at the
+    request's ``threshold`` when it gives one."""
+    started, received = time.perf_counter(), time.time()
+    body = await request.body()
+    return Response(
+        await run_in_threadpool(_predict_batch, state, body, received, started),
+        media_type="application/json",
+    )
+
+
+@router.post(
+    "/predict/single",
+    summary="Score one opportunity (seed 000)",
+    openapi_extra=schemas.body(SingleRequest, Opportunity),
+    responses=schemas.returns(SingleResponse, 400, 401, 422),
+)
+async def predict_single(request: Request, state: Worker) -> Response:
+    """One opportunity, alone or as ``{"opportunity": ..., "threshold": ...}``."""
+    started, received = time.perf_counter(), time.time()
+    body = await request.body()
+    return Response(
+        await run_in_threadpool(_predict_single, state, body, received, started),
+        media_type="application/json",
+    )
+
+
+@router.post(
+    "/predict",
+    summary="Score seed 002's 8-feature vector",
+    openapi_extra=schemas.body(FeaturesRequest),
+    responses=schemas.returns(FeaturesResponse, 400, 401, 422, 503),
+)
+async def predict_features(request: Request, state: Worker) -> Response:
+    """Seed 002's engine: ``decision`` is ``confidence`` (the 8-feature model's probability of
+    success) above the worker's threshold."""
+    raise HTTPException(503, "the 8-feature model is not loaded")

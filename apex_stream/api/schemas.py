@@ -1,0 +1,223 @@
+"""The API's request and response bodies, as msgspec structs, and their OpenAPI description.
+
+Bodies are decoded and encoded with msgspec, off the event loop with the scoring (a
+10,000-opportunity request is one C call each way); FastAPI publishes their JSON Schemas
+(:func:`body`, :func:`returns`, :func:`components`), so ``/openapi.json`` and ``/docs`` describe
+exactly what the handlers read and write.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from ..events import Opportunity, Probability, Recommendation
+
+Threshold = Annotated[float, msgspec.Meta(gt=0, lt=1)]
+Mode = Literal["SIMULATION", "LIVE"]
+
+
+# -- seed 000: /predict/batch, /predict/single ------------------------------------------------
+
+
+class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Seed 000's batch body. A bare JSON array of opportunities is accepted as well."""
+
+    opportunities: list[Opportunity]
+    threshold: Threshold | None = None  # this request's decision threshold (default: the worker's)
+    use_gpu: bool = False  # answered in ``use_gpu``: scoring runs where the worker loaded models
+
+
+class SingleRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """One opportunity with a threshold; the opportunity alone is accepted as well."""
+
+    opportunity: Opportunity
+    threshold: Threshold | None = None
+    use_gpu: bool = False
+
+
+class ScoredOpportunity(msgspec.Struct):
+    """One opportunity's prediction: seed 000's fields first, then apex-stream's."""
+
+    route_id: str
+    prediction_score: Probability  # = score
+    should_execute: bool  # = decision
+    model_version_xgb: str
+    model_version_onnx: str
+    inference_time_ms: float  # the batch's model time shared evenly among its opportunities
+    timestamp: str  # ISO 8601, UTC
+    opportunity_id: str
+    chain: str
+    score: Probability
+    decision: bool
+    recommendation: Recommendation
+    confidence: Probability
+    model_scores: dict[str, float]
+    model_versions: dict[str, str]
+
+
+class GpuUse(msgspec.Struct):
+    """Whether a GPU scored the request: the worker loads each member once, on the device it
+    was configured for (``APEX_DEVICE``); a request cannot move it."""
+
+    requested: bool
+    used: bool
+    providers: dict[str, str]
+
+
+class Timing(msgspec.Struct):
+    decode_ms: float
+    score_ms: float
+    total_ms: float
+
+
+class BatchResponse(msgspec.Struct):
+    predictions: list[ScoredOpportunity]
+    total_opportunities: int
+    executable_count: int
+    total_inference_time_ms: float
+    avg_inference_time_ms: float
+    threshold: float
+    strategy: str
+    use_gpu: GpuUse
+    timing: Timing
+
+
+class SingleResponse(ScoredOpportunity):
+    threshold: float
+    strategy: str
+    use_gpu: GpuUse
+    timing: Timing
+
+
+# -- seed 002: /predict with 8 features --------------------------------------------------------
+
+
+class FeaturesRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Seed 002's body: its 8-feature vector (README "Seed 002" lists them)."""
+
+    features: list[float]
+
+
+class FeaturesResponse(msgspec.Struct):
+    decision: bool
+    confidence: Probability  # the model's probability of success
+    threshold: float
+    mode: Mode
+    inference_time_ms: float
+    model_version: str
+
+
+# -- model management (seed 000's ModelManager calls) ------------------------------------------
+
+
+class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``ModelManager.register_model``: a file the worker can read becomes a new version."""
+
+    model_type: str  # the member: xgboost, onnx, ...
+    model_path: str
+    version: str
+    metrics: dict[str, float] = {}
+    activate: bool = False  # True: promote it at once instead of leaving it a candidate
+    feature_version: str | None = None  # default: the feature list the worker computes
+
+
+class ABTestRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``ModelManager.setup_ab_test``: ``version_a`` is the active version."""
+
+    model_type: str
+    version_a: str
+    version_b: str
+    traffic_split: tuple[float, float] = (0.8, 0.2)
+
+
+class PromoteWinnerRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``ModelManager.promote_winner``: decide the member's running A/B test now."""
+
+    model_type: str
+
+
+class ModelVersion(msgspec.Struct):
+    model: str
+    type: str
+    status: str
+    traffic: float
+    metrics: dict[str, float]
+    created: str
+
+
+class ManifestChange(msgspec.Struct):
+    models: list[ModelVersion]
+    manifest_revision: int
+    published: bool  # whether the running workers were told (live reload)
+    message: str
+
+
+class PromoteWinnerResponse(ManifestChange):
+    action: Literal["promote", "rollback"]
+    z: float
+    p_value: float
+
+
+class Problem(msgspec.Struct):
+    """FastAPI's error body: ``detail`` is a message or a list of errors with their location."""
+
+    detail: str | list[dict[str, Any]]
+
+
+SCHEMA_TYPES: tuple[Any, ...] = (
+    BatchRequest,
+    SingleRequest,
+    BatchResponse,
+    SingleResponse,
+    FeaturesRequest,
+    FeaturesResponse,
+    RegisterRequest,
+    ABTestRequest,
+    PromoteWinnerRequest,
+    ManifestChange,
+    PromoteWinnerResponse,
+    Problem,
+)
+REF = "#/components/schemas/{name}"
+
+
+def _ref(kind: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = msgspec.json.schema_components([kind], ref_template=REF)[0][0]
+    return schema
+
+
+def body(kind: Any, *alternatives: Any) -> dict[str, Any]:
+    """``openapi_extra`` declaring a route's JSON request body (one of several forms)."""
+    schemas = [_ref(k) for k in (kind, *alternatives)]
+    schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def returns(kind: Any, *errors: int) -> dict[int | str, dict[str, Any]]:
+    """``responses`` declaring a route's JSON answer and the error statuses it may give."""
+
+    def answer(description: str, schema: Any) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    problem = _ref(Problem)
+    documented: dict[int | str, dict[str, Any]] = {200: answer("OK", _ref(kind))}
+    return documented | {code: answer(_REASONS[code], problem) for code in errors}
+
+
+_REASONS = {
+    400: "Not JSON, or not the documented form",
+    401: "Missing or wrong bearer token (APEX_API_TOKEN)",
+    404: "No such model version",
+    409: "The registry refused the change, or the test is not decided yet",
+    413: "More opportunities than one request may carry",
+    422: "Invalid values, each with its location",
+    503: "The model is not loaded",
+}
+
+
+def components() -> dict[str, Any]:
+    """The JSON Schemas every ``#/components/schemas/...`` reference above points to."""
+    schemas: dict[str, Any] = msgspec.json.schema_components(SCHEMA_TYPES, ref_template=REF)[1]
+    return schemas

@@ -1,0 +1,81 @@
+"""Read-only routes: seed 000's health check at ``/``, seed 002's ``/status``, ``/health`` and
+``/metrics_summary``, and Prometheus ``/metrics`` (ours and seed 002's metric names)."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from .state import Worker
+
+router = APIRouter(tags=["status"])
+VERSION = version("apex-stream")
+
+
+def _mode(state: Worker) -> str:
+    return "LIVE" if state.settings.live_trading else "SIMULATION"
+
+
+def _sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@router.get("/", summary="Health check (seed 000)")
+def root(state: Worker) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "service": "apex-stream worker",
+        "version": VERSION,
+        "mode": _mode(state),
+        "docs": "/docs",
+    }
+
+
+@router.get("/health", summary="The worker's state: partitions, recovery, models, join")
+def health(state: Worker) -> dict[str, Any]:
+    return state.health()
+
+
+@router.get("/status", summary="Engine status (seed 002)")
+def status(state: Worker) -> dict[str, Any]:
+    """Seed 002's fields (there is no Redis: ``redis_connected`` is always false), then ours."""
+    engine = state.scorer.ensemble.engine
+    return {
+        "ai_engine": "online" if engine is not None else "offline",
+        "mode": _mode(state),
+        "model_type": engine.kind if engine is not None else None,
+        "redis_connected": False,
+        "total_requests": int(_sample("ai_requests_total")),
+        "model_version": engine.version if engine is not None else None,
+        "threshold": state.settings.threshold,
+        "manifest_revision": state.scorer.ensemble.revision,
+    }
+
+
+@router.get("/metrics_summary", summary="Request and stream figures (seed 002)")
+def metrics_summary(state: Worker) -> dict[str, Any]:
+    requests = _sample("ai_requests_total")
+    latency = _sample("ai_inference_latency_ms_sum")
+    scored = {
+        d: _sample("apex_opportunities_scored_total", {"decision": d}) for d in ("execute", "skip")
+    }
+    return {
+        "total_requests": int(requests),
+        "avg_inference_time_ms": latency / requests if requests else None,
+        "last_confidence": _sample("ai_prediction_confidence") if requests else None,
+        "mode": _mode(state),
+        "stream": {
+            "opportunities_scored": int(sum(scored.values())),
+            "executable": int(scored["execute"]),
+            "price_ticks": int(_sample("apex_price_ticks_total")),
+            "online_learned": state.learning.learner.learned,
+        },
+    }
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

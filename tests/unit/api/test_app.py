@@ -1,0 +1,238 @@
+"""The worker's HTTP API over a worker built without a broker: seed 000's and seed 002's
+documented calls, errors, auth and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from apex_stream.api.app import create_api
+from apex_stream.api.state import WorkerState
+from apex_stream.features.agent import MarketView
+from apex_stream.inference.ensemble import Ensemble
+from apex_stream.inference.registry import Manifest, Registry
+from apex_stream.inference.scoring import Scorer
+from apex_stream.learning.outcomes import Learning
+from apex_stream.settings import Settings
+from tests.support.events import opportunity
+
+#: seed 000's request example, verbatim
+SEED_BATCH = {
+    "opportunities": [
+        {
+            "route_id": "usdc_usdt_2hop",
+            "tokens": ["USDC", "USDT", "USDC"],
+            "dexes": ["quickswap", "sushiswap"],
+            "input_amount": 1000.0,
+            "expected_output": 1012.0,
+            "gas_estimate": 350000,
+            "profit_usd": 12.0,
+            "confidence_score": 0.85,
+            "chain": "polygon",
+        }
+    ],
+    "threshold": 0.8,
+    "use_gpu": False,
+}
+
+
+def empty_view() -> MarketView:
+    """A market view over no prices: market features are imputed."""
+    return MarketView(SimpleNamespace(market={}))  # type: ignore[arg-type]
+
+
+def worker_state(registry: Registry, **settings: Any) -> tuple[WorkerState, list[str]]:
+    config = Settings(models_dir=registry.folder, **settings)
+    ensemble = Ensemble(config)
+    learning = Learning(ensemble.online, ensemble.online_means, config.threshold, 2000)
+    published: list[str] = []
+
+    async def publish(manifest: Manifest, reason: str) -> None:
+        published.append(f"{manifest.revision}: {reason}")
+
+    state = WorkerState(
+        settings=config,
+        scorer=Scorer(ensemble, empty_view()),
+        learning=learning,
+        registry=registry,
+        market_view=empty_view,
+        health=lambda: {"status": "ok"},
+        publish=publish,
+    )
+    return state, published
+
+
+@pytest.fixture
+def client(registry: Registry) -> TestClient:
+    state, _ = worker_state(registry)
+    return TestClient(create_api(state))
+
+
+def test_seed_000_batch_request_verbatim(client: TestClient) -> None:
+    response = client.post("/predict/batch", json=SEED_BATCH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    [p] = body["predictions"]
+    for field in (
+        "route_id",
+        "prediction_score",
+        "should_execute",
+        "model_version_xgb",
+        "model_version_onnx",
+        "inference_time_ms",
+        "timestamp",
+    ):
+        assert field in p
+    assert p["route_id"] == "usdc_usdt_2hop"
+    assert p["model_version_xgb"] == "1.0.0" and p["model_version_onnx"] == "1.0.0"
+    assert p["should_execute"] == (p["prediction_score"] > 0.8)
+    assert p["recommendation"] == ("EXECUTE" if p["should_execute"] else "SKIP")
+    assert body["threshold"] == 0.8
+    assert body["total_opportunities"] == 1
+    assert body["executable_count"] == int(p["should_execute"])
+    assert body["avg_inference_time_ms"] == pytest.approx(body["total_inference_time_ms"])
+    assert body["use_gpu"] == {
+        "requested": False,
+        "used": False,
+        "providers": {"xgboost": "cpu", "onnx": "CPUExecutionProvider", "online": "cpu"},
+    }
+
+
+def test_the_request_threshold_decides(client: TestClient) -> None:
+    opportunities = [json.loads(_json(opportunity(i, f"r{i}", ["A", "B"]))) for i in range(50)]
+    low = client.post("/predict/batch", json={"opportunities": opportunities, "threshold": 0.01})
+    high = client.post("/predict/batch", json={"opportunities": opportunities, "threshold": 0.99})
+    assert low.json()["executable_count"] == 50
+    assert high.json()["executable_count"] == 0
+    scores = [p["score"] for p in low.json()["predictions"]]
+    assert scores == [p["score"] for p in high.json()["predictions"]]
+
+
+def test_a_bare_array_and_the_single_forms(client: TestClient) -> None:
+    o = json.loads(_json(opportunity(1, "r1", ["A", "B"])))
+    batch = client.post("/predict/batch", json=[o]).json()
+    alone = client.post("/predict/single", json=o).json()
+    wrapped = client.post("/predict/single", json={"opportunity": o, "threshold": 0.3}).json()
+    assert batch["predictions"][0]["score"] == alone["score"] == wrapped["score"]
+    assert alone["threshold"] == 0.5 and wrapped["threshold"] == 0.3
+    assert alone["opportunity_id"] == "o1"
+
+
+def test_bad_requests_say_what_is_wrong(client: TestClient) -> None:
+    assert client.post("/predict/batch", content=b"{nope").status_code == 400
+    response = client.post("/predict/batch", json={"opportunities": [{"route_id": "x"}]})
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "opportunities", 0]
+    response = client.post("/predict/batch", json={"opportunities": [], "threshold": 1.5})
+    assert response.status_code == 422 and "threshold" in response.text
+    assert client.post("/predict/batch", json={"opportunities": []}).status_code == 422
+    o = json.loads(_json(opportunity(1, "r1", ["A", "B"])))
+    assert client.post("/predict/batch", json=[o] * 10_001).status_code == 413
+
+
+def test_a_token_guards_scoring_and_models_but_not_health(registry: Registry) -> None:
+    state, _ = worker_state(registry, api_token="s3cret")
+    client = TestClient(create_api(state))
+    assert client.post("/predict/batch", json=SEED_BATCH).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.post("/predict/batch", json=SEED_BATCH, headers=wrong).status_code == 401
+    right = {"Authorization": "Bearer s3cret"}
+    assert client.post("/predict/batch", json=SEED_BATCH, headers=right).status_code == 200
+    assert client.get("/models/summary").status_code == 401
+    assert client.get("/").status_code == 200
+    assert client.get("/health").status_code == 200
+
+
+def test_model_management_edits_the_registry_and_publishes(
+    registry: Registry, tmp_path: Path
+) -> None:
+    state, published = worker_state(registry)
+    client = TestClient(create_api(state))
+    model = tmp_path / "xgboost_v1.1.0.json"
+    shutil.copyfile(registry.folder / "xgboost-1.0.0.ubj", model)
+    response = client.post(
+        "/models/register",
+        json={
+            "model_type": "xgboost",
+            "model_path": str(model),
+            "version": "1.1.0",
+            "metrics": {"accuracy": 0.89, "precision": 0.88, "recall": 0.90},
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["models"][0]["status"] == "candidate"
+    again = client.post(
+        "/models/register",
+        json={"model_type": "xgboost", "model_path": str(model), "version": "1.1.0"},
+    )
+    assert again.status_code == 409 and "already registered" in again.text
+    response = client.post(
+        "/models/ab-test",
+        json={
+            "model_type": "xgboost",
+            "version_a": "1.0.0",
+            "version_b": "1.1.0",
+            "traffic_split": [0.8, 0.2],
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert registry.manifest().serving("xgboost")[1].traffic == 0.2
+    undecided = client.post("/models/promote-winner", json={"model_type": "xgboost"})
+    assert undecided.status_code == 409 and "not decided yet" in undecided.text
+    # the candidate wins 80 % of 400 executed trades, the active version 50 %
+    book = state.learning.book
+    for version, wins in (("1.0.0", 200), ("1.1.0", 320)):
+        success = np.arange(400) < wins
+        book.update("xgboost", version, np.ones(400), success, np.zeros(400), np.zeros(400))
+    response = client.post("/models/promote-winner", json={"model_type": "xgboost"})
+    assert response.status_code == 200, response.text
+    assert response.json()["action"] == "promote"
+    assert registry.active("xgboost").version == "1.1.0"
+    assert [p.split(": ", 1)[1] for p in published] == [
+        "registered xgboost@1.1.0",
+        "A/B test of xgboost: 1.0.0=0.8, 1.1.0=0.2",
+        "A/B test of xgboost: promote",
+    ]
+
+
+def test_openapi_lists_every_route_with_its_schema(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    routes = {
+        ("post", "/predict/batch"),
+        ("post", "/predict/single"),
+        ("post", "/predict"),
+        ("get", "/models/summary"),
+        ("post", "/models/register"),
+        ("post", "/models/ab-test"),
+        ("post", "/models/promote-winner"),
+        ("get", "/"),
+        ("get", "/health"),
+        ("get", "/status"),
+        ("get", "/metrics_summary"),
+        ("get", "/metrics"),
+    }
+    listed = {(m, p) for p, ops in document["paths"].items() for m in ops}
+    assert routes <= listed
+    for method, path in routes:
+        if method == "post":
+            assert document["paths"][path][method]["requestBody"]["content"]["application/json"]
+        assert document["paths"][path][method]["responses"]["200"]
+    refs = json.dumps(document).count("#/components/schemas/")
+    assert (
+        refs and {"BatchRequest", "ScoredOpportunity"} <= document["components"]["schemas"].keys()
+    )
+    assert client.get("/docs").status_code == 200
+
+
+def _json(event: Any) -> str:
+    from apex_stream.events import encode
+
+    return encode(event).decode()
