@@ -29,8 +29,12 @@ def models() -> None:
 @click.option(
     "--opportunities", default=200_000, show_default=True, help="Simulated opportunities."
 )
-def models_train(version: str, seed: int, opportunities: int) -> None:
-    """Train the XGBoost, ONNX and online members (and stacking) on simulated history."""
+@click.option(
+    "--engine-only", is_flag=True, help="Train only the engine model; the members stay as they are."
+)
+def models_train(version: str, seed: int, opportunities: int, engine_only: bool) -> None:
+    """Train the XGBoost, ONNX and online members (and stacking), and the engine model behind
+    seed 002's /predict, on simulated history."""
     from ..training.train import train_baseline
 
     settings = get_settings()
@@ -40,6 +44,7 @@ def models_train(version: str, seed: int, opportunities: int) -> None:
         seed=seed,
         opportunities=opportunities,
         console=console,
+        engine_only=engine_only,
     )
     _print_models(entries)
 
@@ -94,20 +99,21 @@ def models_list() -> None:
 @click.argument("name")
 @click.argument("version")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--feature-version", help="Feature list the model was trained on (default: now).")
+@click.option(
+    "--feature-version", help="Feature list the model was trained on (default: the model's own)."
+)
 @click.option("--metrics", "metrics_json", help='Training metrics as JSON: {"test_auc": 0.84}.')
 def models_register(
     name: str, version: str, file: Path, feature_version: str | None, metrics_json: str | None
 ) -> None:
-    """Add a model file as a candidate version (no traffic until `models ab-test`)."""
-    from ..features import FEATURE_VERSION
-
+    """Add a model file as a candidate version (no traffic until `models ab-test`, or
+    `models promote` for the online learner and the engine)."""
     registry = _registry()
     entry = registry.register(
         name,
         version,
         file,
-        feature_version=feature_version or FEATURE_VERSION,
+        feature_version=feature_version,
         metrics=json.loads(metrics_json) if metrics_json else None,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )

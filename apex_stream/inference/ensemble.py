@@ -5,10 +5,15 @@ both score identically.
 During an A/B test a member has several serving versions: each opportunity's route is hashed to
 one of them by the traffic split (:func:`apex_stream.inference.routes.assign`), every version
 scores only its own rows, and the scores record which version produced each row.
+
+The engine model (seed 002's ``/predict``) is loaded with every revision too, outside the vote;
+a manifest without one, or an engine file that fails to load, leaves ``Ensemble.engine`` None
+with the reason logged, and the members score as ever.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -17,17 +22,21 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from ..features import impute
+from ..features.engine import ENGINE_FEATURES
 from ..settings import Settings
-from .members import SPECS, VOTING_WEIGHTS, Member, MemberSpec
-from .registry import Manifest, ModelEntry, Registry
+from .members import ENGINE, SPECS, VOTING_WEIGHTS, Member, MemberSpec
+from .registry import Manifest, ModelEntry, ModelError, Registry
 from .routes import assign
 from .voting import StackingParams, Vote, VotingConfig, vote
 
 if TYPE_CHECKING:
+    from .engine import EngineModel
     from .online_member import OnlineLearner
     from .onnx_member import OnnxMember
     from .providers import Device
     from .xgb_member import XGBoostMember
+
+log = logging.getLogger("apex_stream.inference")
 
 
 @dataclass(frozen=True)
@@ -127,9 +136,42 @@ def load_member(registry: Registry, entry: ModelEntry, *, device: Device, thread
     return SPECS[entry.name].load(registry.load_bytes(entry), entry.version, device, threads)
 
 
+def load_engine(
+    settings: Settings, registry: Registry, manifest: Manifest, previous: EngineModel | None
+) -> EngineModel | None:
+    """The manifest's active engine model (``previous`` when it is that version already), or
+    None with the reason logged: the engine serves seed 002's ``/predict`` alone, so a missing
+    or broken one must not stop the members from scoring the stream."""
+    try:
+        entry = manifest.active(ENGINE.name)
+    except ModelError as exc:
+        log.warning("no engine model, seed 002's /predict is unavailable: %s", exc)
+        return None
+    if previous is not None and previous.version == entry.version:
+        return previous
+    try:
+        blob = registry.load_bytes(entry)
+        model = cast(
+            "EngineModel",
+            ENGINE.load(blob, entry.version, settings.device, ENGINE.threads(settings)),
+        )
+        if model.n_features != len(ENGINE_FEATURES):
+            raise ModelError(
+                f"{entry.key} reads {model.n_features} features, the engine takes seed 002's "
+                f"{len(ENGINE_FEATURES)}: retrain it (`apex-stream models train --engine-only`)"
+            )
+    except Exception as exc:  # noqa: BLE001 - whatever failed, the stream scores without it
+        log.error(
+            "engine model %s not loaded, seed 002's /predict is unavailable: %s", entry.key, exc
+        )
+        return None
+    log.info("engine model %s loaded (%s on %s)", entry.key, model.model_type, model.provider)
+    return model
+
+
 class Ensemble:
-    """Every member of the catalogue at one manifest revision, loaded only through the manifest
-    (checksums and feature versions verified)."""
+    """Every member of the catalogue at one manifest revision, and the engine model beside them,
+    loaded only through the manifest (checksums and feature versions verified)."""
 
     def __init__(
         self,
@@ -161,6 +203,10 @@ class Ensemble:
                 weights,
             )
         self.voting = voting_config(settings, manifest)
+        #: seed 002's ``/predict`` model (None: the manifest has none, or it failed to load)
+        self.engine: EngineModel | None = load_engine(
+            settings, registry, manifest, previous.engine if previous else None
+        )
 
     # the arms hold Members; each member's loader in SPECS builds the class named here
 
@@ -202,11 +248,12 @@ class Ensemble:
         }
 
     def describe(self) -> str:
-        """The serving versions with their traffic, for logs."""
-        return ", ".join(
+        """The serving versions with their traffic, and the engine's version, for logs."""
+        members = ", ".join(
             f"{name} " + " / ".join(f"{v} ({w:.0%})" for v, w in split.items())
             for name, split in self.traffic.items()
         )
+        return f"{members}; engine {self.engine.version if self.engine else 'none'}"
 
     @property
     def providers(self) -> dict[str, str]:

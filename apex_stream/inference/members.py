@@ -4,6 +4,10 @@ splitting, thread settings and default voting weights are all read from :data:`S
 Adding a member is one class with the :class:`Member` surface (in a module of its own here) and
 one :class:`MemberSpec` in :data:`SPECS`; the registry, the ensemble, the scored state, learning,
 backtests and retraining pick it up from there. ``models train`` also needs its trainer.
+
+:data:`ENGINE` (seed 002's ``/predict`` model) is specified the same way but kept out of
+:data:`SPECS`: the registry versions it (:data:`CATALOGUE`) and the ensemble loads it beside the
+members, yet it never votes, is never A/B split and has no column in the scored state.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+from ..features import FEATURE_VERSION
+from ..features.engine import ENGINE_FEATURE_VERSION
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,7 +49,8 @@ Loader = Callable[[bytes, str, "Device", int], Member]
 
 @dataclass(frozen=True)
 class MemberSpec:
-    """One ensemble member as the rest of apex-stream knows it."""
+    """One model of the catalogue (an ensemble member, or :data:`ENGINE`) as the rest of
+    apex-stream knows it."""
 
     name: str
     type: str  # the manifest entry's ``type``
@@ -53,7 +61,10 @@ class MemberSpec:
     splittable: bool
     threads_setting: str | None  # the Settings field with its thread count (None: 1)
     #: its default weight in the weighted vote; None: blended in by ``online_weight`` instead
+    #: (the online member), or no vote at all (:data:`ENGINE`)
     vote_weight: float | None
+    #: the feature list its models are trained on (the registry refuses others)
+    feature_version: str = FEATURE_VERSION
 
     def threads(self, settings: Settings) -> int:
         return getattr(settings, self.threads_setting) if self.threads_setting else 1
@@ -82,6 +93,12 @@ def _online(model: bytes, version: str, device: Device, threads: int) -> Member:
     return OnlineLearner.restore(model)
 
 
+def _engine(model: bytes, version: str, device: Device, threads: int) -> Member:
+    from .engine import EngineModel
+
+    return EngineModel(model, version, device=device, threads=threads)
+
+
 SPECS: dict[str, MemberSpec] = {
     spec.name: spec
     for spec in (
@@ -96,3 +113,16 @@ MEMBERS = tuple(SPECS)
 SPLITTABLE = tuple(name for name, spec in SPECS.items() if spec.splittable)
 #: The weighted vote's default weights (``APEX_VOTING_WEIGHTS``).
 VOTING_WEIGHTS = {n: s.vote_weight for n, s in SPECS.items() if s.vote_weight is not None}
+#: Seed 002's ``/predict`` model: versioned and loaded like a member, outside the ensemble.
+ENGINE = MemberSpec(
+    name="engine",
+    type="xgboost-booster",
+    suffix="ubj",
+    load=_engine,
+    splittable=False,
+    threads_setting="xgboost_threads",
+    vote_weight=None,
+    feature_version=ENGINE_FEATURE_VERSION,
+)
+#: Every model the registry versions by name: the members and the engine.
+CATALOGUE: dict[str, MemberSpec] = SPECS | {ENGINE.name: ENGINE}

@@ -1,8 +1,10 @@
 """The model manifest (models/manifest.json): the only way models reach a worker.
 
-Every entry names a member, its semantic version, file, sha256, the feature-list version it was
-trained on, training metrics, creation time, status and traffic weight. Loading verifies the
-checksum and the feature version, so a worker never scores with a file it cannot vouch for.
+Every entry names a model (an ensemble member, the engine, or the stacking meta-learner), its
+semantic version, file, sha256, the feature-list version it was trained on, training metrics,
+creation time, status and traffic weight. Loading verifies the checksum and the feature version
+(each model of :data:`~apex_stream.inference.members.CATALOGUE` names its own list), so a worker
+never scores with a file it cannot vouch for.
 Every write bumps the manifest's ``revision``; workers apply a manifest only when its revision
 is newer than the one they serve (see :mod:`apex_stream.inference.control`).
 """
@@ -22,7 +24,7 @@ from typing import Any, Literal
 
 from ..errors import ApexStreamError
 from ..features import FEATURE_VERSION
-from .members import MEMBERS, SPECS
+from .members import CATALOGUE
 
 MANIFEST = "manifest.json"
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
@@ -34,7 +36,7 @@ class ModelError(ApexStreamError):
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One version of one ensemble member."""
+    """One version of one model."""
 
     name: str
     version: str
@@ -57,6 +59,13 @@ class ModelEntry:
     @property
     def semver(self) -> tuple[int, ...]:
         return tuple(int(p) for p in self.version.split("."))
+
+
+def feature_version_of(name: str) -> str:
+    """The feature list a model of this name must be trained on: the engine's is seed 002's,
+    every other model's the pipeline's."""
+    spec = CATALOGUE.get(name)
+    return spec.feature_version if spec else FEATURE_VERSION
 
 
 def validate(entries: list[ModelEntry]) -> None:
@@ -87,10 +96,11 @@ def _entry_problems(e: ModelEntry) -> list[str]:
         problems.append(f"{e.key}: traffic {e.traffic} outside [0, 1]")
     if e.status == "archived" and e.traffic:
         problems.append(f"{e.key}: archived but has traffic {e.traffic}")
-    if e.status != "archived" and e.feature_version != FEATURE_VERSION:
+    expected = feature_version_of(e.name)
+    if e.status != "archived" and e.feature_version != expected:
         problems.append(
             f"{e.key}: feature-list mismatch: trained on {e.feature_version}, the pipeline "
-            f"computes {FEATURE_VERSION}"
+            f"computes {expected}"
         )
     return problems
 
@@ -174,17 +184,19 @@ class Registry:
         version: str,
         file: Path,
         *,
-        feature_version: str = FEATURE_VERSION,
+        feature_version: str | None = None,
         metrics: dict[str, float] | None = None,
         params: dict[str, Any] | None = None,
         created: str,
     ) -> ModelEntry:
-        """Copy a model file in and list it as a candidate without traffic. Unless ``params``
-        say otherwise, it fills missing features with the active version's training means."""
-        if name not in SPECS:
-            raise ModelError(f"unknown member {name!r}; members are {', '.join(MEMBERS)}")
+        """Copy a model file in and list it as a candidate without traffic, trained on the
+        model's own feature list unless ``feature_version`` says otherwise. Unless ``params``
+        say otherwise, it takes the active version's (a member's: its training means, which
+        fill missing features)."""
+        if name not in CATALOGUE:
+            raise ModelError(f"unknown model {name!r}; models are {', '.join(CATALOGUE)}")
         if params is None:
-            params = {"impute": self.active(name).params["impute"]}
+            params = dict(self.active(name).params)
         if any(e.name == name and e.version == version for e in self.entries()):
             raise ModelError(f"{name}@{version} is already registered")
         target = f"{name}-{version}{file.suffix}"
@@ -192,10 +204,10 @@ class Registry:
         entry = ModelEntry(
             name=name,
             version=version,
-            type=SPECS[name].type,
+            type=CATALOGUE[name].type,
             path=target,
             sha256=sha256_of(self.folder / target),
-            feature_version=feature_version,
+            feature_version=feature_version or feature_version_of(name),
             metrics=metrics or {},
             created=created,
             status="candidate",
@@ -211,7 +223,13 @@ class Registry:
 
     def split(self, name: str, weights: dict[str, float]) -> list[ModelEntry]:
         """Start (or change) an A/B test: traffic per version; the active version must be in it
-        and the weights must sum to 1; versions left out take no traffic."""
+        and the weights must sum to 1; versions left out take no traffic. Models that serve
+        one version at a time (the online learner, the engine) are never split."""
+        if name in CATALOGUE and not CATALOGUE[name].splittable:
+            raise ModelError(
+                f"{name} serves one version at a time, so it cannot be A/B tested: promote a "
+                "version instead"
+            )
         active = self.active(name)
         for version in weights:
             entry = self.get(name, version)
@@ -286,10 +304,11 @@ class Registry:
 
     def load_bytes(self, entry: ModelEntry) -> bytes:
         """The entry's file, after checking its checksum and feature version."""
-        if entry.feature_version != FEATURE_VERSION:
+        expected = feature_version_of(entry.name)
+        if entry.feature_version != expected:
             raise ModelError(
                 f"{entry.key} was trained on feature list {entry.feature_version}, this worker "
-                f"computes {FEATURE_VERSION}: retrain it (`apex-stream models train`)"
+                f"computes {expected}: retrain it (`apex-stream models train`)"
             )
         if entry.path is None or entry.sha256 is None:
             raise ModelError(f"{entry.key} has no file")

@@ -1,8 +1,8 @@
-"""`apex-stream models train`: the baseline ensemble from simulator data.
+"""`apex-stream models train`: the baseline ensemble and the engine model from simulator data.
 
-The simulated history is split chronologically: the first 70 % trains the members, the next
-15 % early-stops them and fits the stacking meta-learner, and the last 15 % (never seen in
-training) gives the metrics recorded in the manifest.
+The simulated history is split chronologically: the first 70 % trains the members and the
+engine, the next 15 % early-stops them and fits the stacking meta-learner, and the last 15 %
+(never seen in training) gives the metrics recorded in the manifest.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from ..inference.members import SPECS
 from ..inference.online_member import OnlineLearner
 from ..inference.registry import ModelEntry, Registry, sha256_of
 from ..inference.voting import VotingConfig, fit_stacking, vote
-from .dataset import simulate
+from .dataset import Dataset, simulate
+from .engine import train_engine
 from .metrics import classification_metrics, roc_auc
 from .mlp import train_mlp
 from .xgb import train_xgboost
@@ -28,9 +29,17 @@ SPLIT = (0.70, 0.85)
 
 
 def train_baseline(
-    folder: Path, *, version: str, seed: int, opportunities: int, console: Console
+    folder: Path,
+    *,
+    version: str,
+    seed: int,
+    opportunities: int,
+    console: Console,
+    engine_only: bool = False,
 ) -> list[ModelEntry]:
-    """Train every member, write the files and register them as the active versions."""
+    """Train every member and the engine model (only the engine with ``engine_only``: the
+    members' files stay as they are), write the files and register them as the active
+    versions."""
     with console.status(f"simulating {opportunities:,} opportunities (seed {seed})"):
         data = simulate(seed, opportunities)
     n = len(data)
@@ -42,7 +51,68 @@ def train_baseline(
         f"dataset: {n:,} rows, success rate {data.y.mean():.3f}; "
         f"train {len(train):,} / validation {len(val):,} / test {len(test):,}"
     )
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    # the AUC of the simulator's hidden success probability: the ceiling for any model
+    provenance = {
+        "seed": float(seed),
+        "rows": float(n),
+        "truth_auc_test": roc_auc(test.y, test.truth),
+    }
+    entries: list[ModelEntry] = []
+    if not engine_only:
+        entries += train_members(
+            train,
+            val,
+            test,
+            means,
+            folder=folder,
+            version=version,
+            seed=seed,
+            created=created,
+            provenance=provenance,
+            console=console,
+        )
+    with console.status("training the engine model on seed 002's 8 features"):
+        entries.append(
+            train_engine(
+                train,
+                val,
+                test,
+                folder=folder,
+                version=version,
+                seed=seed,
+                created=created,
+                provenance=provenance,
+            )
+        )
+    registry = Registry(folder)
+    if registry.path.exists():  # models already serving keep serving; new versions wait
+        active = {e.name: e.version for e in registry.entries() if e.status == "active"}
+        entries = [
+            replace(e, status="candidate", traffic=0.0)
+            if active.get(e.name, e.version) != e.version
+            else e
+            for e in entries
+        ]
+    registry.add(entries)
+    return entries
 
+
+def train_members(
+    train: Dataset,
+    val: Dataset,
+    test: Dataset,
+    means: np.ndarray,
+    *,
+    folder: Path,
+    version: str,
+    seed: int,
+    created: str,
+    provenance: dict[str, float],
+    console: Console,
+) -> list[ModelEntry]:
+    """Every member and the stacking meta-learner: files written to ``folder``, entries not
+    yet registered."""
     with console.status("training xgboost"):
         xgb_bytes, xgb_val = train_xgboost(train.X, train.y, val.X, val.y, seed)
     with console.status("training the ONNX network"):
@@ -65,13 +135,6 @@ def train_baseline(
     val_scores = {name: m.predict(val.X) for name, m in members.items()}
     stacking = fit_stacking(val_scores, val.y, tuple(members))
     test_scores = {name: m.predict(test.X) for name, m in members.items()}
-    created = datetime.now(UTC).isoformat(timespec="seconds")
-    # the AUC of the simulator's hidden success probability: the ceiling for any model
-    provenance = {
-        "seed": float(seed),
-        "rows": float(n),
-        "truth_auc_test": roc_auc(test.y, test.truth),
-    }
     entries = []
     for name, (blob, val_metrics) in trained.items():
         path = folder / f"{name}-{version}.{SPECS[name].suffix}"
@@ -112,14 +175,4 @@ def train_baseline(
             },
         )
     )
-    registry = Registry(folder)
-    if registry.path.exists():  # members already serving keep serving; new versions wait
-        active = {e.name: e.version for e in registry.entries() if e.status == "active"}
-        entries = [
-            replace(e, status="candidate", traffic=0.0)
-            if active.get(e.name, e.version) != e.version
-            else e
-            for e in entries
-        ]
-    registry.add(entries)
     return entries

@@ -37,8 +37,10 @@ def test_settings_and_voting_take_their_defaults_from_the_catalogue() -> None:
     assert SPECS["online"].threads(Settings()) == 1
 
 
-def test_registering_an_unknown_member_names_the_members(tmp_path: Path) -> None:
+def test_registering_an_unknown_model_names_the_models(tmp_path: Path) -> None:
     file = tmp_path / "model.bin"
     file.write_bytes(b"model")
-    with pytest.raises(ModelError, match="unknown member 'stacking'; members are xgboost, onnx"):
+    with pytest.raises(
+        ModelError, match="unknown model 'stacking'; models are xgboost, onnx, online, engine"
+    ):
         Registry(tmp_path).register("stacking", "1.0.0", file, created="x")

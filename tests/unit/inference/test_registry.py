@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from apex_stream.features import FEATURE_VERSION
+from apex_stream.features.engine import ENGINE_FEATURE_VERSION
 from apex_stream.inference.members import MEMBERS
 from apex_stream.inference.registry import (
     MANIFEST,
@@ -137,10 +138,12 @@ def test_shipped_manifest_verifies() -> None:
     registry = Registry(Settings().models_dir)
     entries = registry.entries()
     active = {e.name: e for e in entries if e.status == "active"}
-    assert {*MEMBERS, "stacking"} <= active.keys()
+    assert {*MEMBERS, "stacking", "engine"} <= active.keys()
     for name, e in active.items():
         assert registry.active(name) == e
-        assert e.feature_version == FEATURE_VERSION
+        assert e.feature_version == (
+            ENGINE_FEATURE_VERSION if name == "engine" else FEATURE_VERSION
+        )
         if e.path is None:
             assert e.sha256 is None
             continue
