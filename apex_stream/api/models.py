@@ -18,7 +18,6 @@ import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..features import FEATURE_VERSION
 from ..inference.registry import ModelEntry, ModelError
 from ..lifecycle.abtest import Arm, decide
 from . import schemas
@@ -118,7 +117,7 @@ async def register(request: Request, state: Worker) -> Response:
             body.model_type,
             body.version,
             path,
-            feature_version=body.feature_version or FEATURE_VERSION,
+            feature_version=body.feature_version,
             metrics=body.metrics,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )

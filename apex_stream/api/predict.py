@@ -18,8 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import InvalidEvent
 from ..events import Opportunity, decode
+from ..inference.engine import FeatureVectorError, engine_vector
 from ..inference.ensemble import Scores
 from ..inference.scoring import recommend
+from ..metrics import AI_CONFIDENCE, AI_LATENCY, AI_REQUESTS
 from . import schemas
 from .schemas import (
     BatchRequest,
@@ -234,4 +236,29 @@ async def predict_single(request: Request, state: Worker) -> Response:
 async def predict_features(request: Request, state: Worker) -> Response:
     """Seed 002's engine: ``decision`` is ``confidence`` (the 8-feature model's probability of
     success) above the worker's threshold."""
-    raise HTTPException(503, "the 8-feature model is not loaded")
+    engine = state.scorer.ensemble.engine
+    if engine is None:
+        raise HTTPException(503, "no engine model is loaded (the worker's log says why)")
+    try:
+        x = engine_vector(_features.decode(await request.body()).features)
+    except msgspec.DecodeError as exc:
+        raise _bad_json(exc, '{"features": [8 numbers]}') from None
+    except FeatureVectorError as exc:
+        raise HTTPException(422, [{"loc": ["body", "features"], "msg": str(exc)}]) from None
+    started = time.perf_counter()
+    confidence = float((await run_in_threadpool(engine.predict, x[None, :]))[0])
+    elapsed_ms = (time.perf_counter() - started) * 1e3
+    AI_REQUESTS.inc()
+    AI_CONFIDENCE.set(confidence)
+    AI_LATENCY.observe(elapsed_ms)
+    threshold = state.settings.threshold
+    return _json(
+        FeaturesResponse(
+            decision=confidence > threshold,
+            confidence=confidence,
+            threshold=threshold,
+            mode="LIVE" if state.settings.live_trading else "SIMULATION",
+            inference_time_ms=elapsed_ms,
+            model_version=engine.version,
+        )
+    )

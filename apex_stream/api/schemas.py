@@ -120,7 +120,7 @@ class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
     version: str
     metrics: dict[str, float] = {}
     activate: bool = False  # True: promote it at once instead of leaving it a candidate
-    feature_version: str | None = None  # default: the feature list the worker computes
+    feature_version: str | None = None  # default: the one the worker computes for this model
 
 
 class ABTestRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -46,7 +46,7 @@ def status(state: Worker) -> dict[str, Any]:
     return {
         "ai_engine": "online" if engine is not None else "offline",
         "mode": _mode(state),
-        "model_type": engine.kind if engine is not None else None,
+        "model_type": engine.model_type if engine is not None else None,
         "redis_connected": False,
         "total_requests": int(_sample("ai_requests_total")),
         "model_version": engine.version if engine is not None else None,

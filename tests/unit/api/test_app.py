@@ -203,6 +203,31 @@ def test_model_management_edits_the_registry_and_publishes(
     ]
 
 
+def test_seed_002_predict_status_and_metrics(registry: Registry) -> None:
+    state, _ = worker_state(registry, threshold=0.78)
+    client = TestClient(create_api(state))
+    before = client.get("/status").json()["total_requests"]
+    response = client.post("/predict", json={"features": [10.5, 1.012, 3, 0.35, 0.87, 0.5, 2, 1.0]})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["threshold"] == 0.78 and answer["mode"] == "SIMULATION"
+    assert answer["decision"] == (answer["confidence"] > 0.78)
+    assert answer["model_version"] == "1.0.0" and answer["inference_time_ms"] > 0
+    status = client.get("/status").json()
+    assert status["ai_engine"] == "online" and status["model_type"] == "xgboost"
+    assert status["redis_connected"] is False
+    assert status["total_requests"] == before + 1
+    summary = client.get("/metrics_summary").json()
+    assert summary["last_confidence"] == pytest.approx(answer["confidence"])
+    metrics = client.get("/metrics").text
+    assert f"ai_prediction_confidence {answer['confidence']}" in metrics
+    assert "ai_inference_latency_ms_count" in metrics and "ai_requests_total" in metrics
+    short = client.post("/predict", json={"features": [1, 2, 3]})
+    assert short.status_code == 422 and "exactly 8 numbers" in short.text
+    live, _ = worker_state(registry, live_trading=True)
+    assert TestClient(create_api(live)).get("/status").json()["mode"] == "LIVE"
+
+
 def test_openapi_lists_every_route_with_its_schema(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
     routes = {
