@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
@@ -103,6 +104,17 @@ class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 _batched: ContextVar[bool] = ContextVar("batched", default=False)
 
 
+@contextmanager
+def checks_deferred() -> Iterator[None]:
+    """Events built inside skip ``__post_init__``'s checks: for a caller that runs
+    :meth:`Event.problems` over all of them at once, as :func:`decode_batch` does."""
+    token = _batched.set(True)
+    try:
+        yield
+    finally:
+        _batched.reset(token)
+
+
 def _not_finite(name: str, value: float) -> str:
     return f"`{name}` must be a finite number, got {value}"
 
@@ -126,7 +138,9 @@ def _column(events: Sequence[Event], name: str) -> np.ndarray:
 
 
 class PriceTick(Event, frozen=True):
-    """One DEX's quote for a token: price in USD, traded volume and pool liquidity."""
+    """One DEX's quote for a token: price in USD, traded volume and pool liquidity, gas price
+    in gwei. This is the canonical form; the topic also takes bots' own price records
+    (``PriceTickInput`` in ``apex_stream/inputs.py``), normalized into this one."""
 
     topic: ClassVar[str] = "prices"
     key_fields: ClassVar[tuple[str, ...]] = ("chain", "token")
@@ -147,7 +161,9 @@ class Opportunity(Event, frozen=True):
 
     ``tokens`` are the route's distinct tokens in order; hop ``i`` swaps ``tokens[i]`` into
     ``tokens[(i + 1) % n]`` on ``dexes[i]``, so the route closes back on its first token and
-    ``len(dexes) == len(tokens)``. Amounts are in USD.
+    ``len(dexes) == len(tokens)``. Amounts are in USD. This is the canonical form; the topic
+    also takes scanners' own form (closed routes, no id or timestamp, milliseconds, chain ids),
+    normalized into this one (``OpportunityInput`` in ``apex_stream/inputs.py``).
     """
 
     topic: ClassVar[str] = "opportunities"
@@ -169,11 +185,15 @@ class Opportunity(Event, frozen=True):
     def _problem(self) -> str | None:
         if len(self.dexes) != len(self.tokens):
             return (
-                f"route has {len(self.tokens)} tokens but {len(self.dexes)} dexes; "
-                "a closed route needs one dex per hop (len(dexes) == len(tokens))"
+                f"route has {len(self.tokens)} tokens but {len(self.dexes)} dexes; give one "
+                "dex per hop: len(dexes) == len(tokens), or len(tokens) - 1 when the route "
+                "repeats its first token at the end"
             )
         if len(set(self.tokens)) != len(self.tokens):
-            return f"route tokens repeat: {self.tokens}; list each token once"
+            return (
+                f"route tokens repeat: {self.tokens}; list each token once (a route written "
+                "closed repeats only its first token, at the end)"
+            )
         return None
 
     @classmethod
@@ -344,29 +364,36 @@ def decode_batch(payloads: Sequence[bytes | None], cls: type[E]) -> Batch[E]:
     ``__post_init__``'s once over the batch (:meth:`Event.problems`), with the reasons
     :func:`decode` gives."""
     decoder: msgspec.json.Decoder[E] = _decoders[cls]
-    token = _batched.set(True)
-    try:
-        # a None payload raises TypeError here, which sends the batch down the per-message path
-        events = list(map(decoder.decode, payloads))  # type: ignore[arg-type]
-        index = list(range(len(events)))
-        rejected: list[tuple[int, str]] = []
-    except (msgspec.DecodeError, TypeError):  # ValidationError is a DecodeError
-        events, index, rejected = [], [], []
-        for i, payload in enumerate(payloads):
-            try:
-                events.append(decode(payload, cls))
-                index.append(i)
-            except InvalidEvent as exc:
-                rejected.append((i, exc.reason))
-    finally:
-        _batched.reset(token)
-    problems = cls.problems(events)
-    if problems:
-        rejected = sorted(
-            rejected + [(index[j], f"invalid {cls.__name__}: {r}") for j, r in problems.items()]
-        )
-        events = [e for j, e in enumerate(events) if j not in problems]
-        index = [i for j, i in enumerate(index) if j not in problems]
+    with checks_deferred():
+        try:
+            # a None payload raises TypeError here, which sends the batch down the per-message
+            # path
+            events = list(map(decoder.decode, payloads))  # type: ignore[arg-type]
+            index = list(range(len(events)))
+            rejected: list[tuple[int, str]] = []
+        except (msgspec.DecodeError, TypeError):  # ValidationError is a DecodeError
+            events, index, rejected = [], [], []
+            for i, payload in enumerate(payloads):
+                try:
+                    events.append(decode(payload, cls))
+                    index.append(i)
+                except InvalidEvent as exc:
+                    rejected.append((i, exc.reason))
+    return checked(Batch(events, index, rejected), cls)
+
+
+def checked(batch: Batch[E], cls: type[E]) -> Batch[E]:
+    """A batch of events built with :func:`checks_deferred`, less those that fail
+    ``__post_init__``'s checks (:meth:`Event.problems`): rejected with their reasons."""
+    problems = cls.problems(batch.events)
+    if not problems:
+        return batch
+    index = batch.index
+    rejected = sorted(
+        batch.rejected + [(index[j], f"invalid {cls.__name__}: {r}") for j, r in problems.items()]
+    )
+    events = [e for j, e in enumerate(batch.events) if j not in problems]
+    index = [i for j, i in enumerate(index) if j not in problems]
     return Batch(events, index, rejected)
 
 

@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError, for_code
 from .client import kafka_admin
 from .errors import TopicError
 from .events import EVENT_FOR_TOPIC, Event
+from .inputs import INPUT_FORMS
 from .settings import Settings
 
 
@@ -45,14 +46,33 @@ class TopicSpec:
 
 
 def event_schema(cls: type[Event]) -> dict[str, Any]:
-    """The JSON Schema of an event type, self-contained (its own definition at the top)."""
+    """The JSON Schema of a topic's values, self-contained: the event type's (its definition
+    at the top), or for a topic that also takes an input form (:mod:`apex_stream.inputs`) any
+    of the two, the canonical first."""
+    canonical, defs = _struct_schema(cls)
+    form = INPUT_FORMS.get(cls)
+    top: dict[str, Any] = canonical
+    if form is not None:
+        accepted, form_defs = _struct_schema(form)
+        defs |= form_defs
+        top = {
+            "title": canonical["title"],
+            "description": f"The canonical {cls.__name__} (first) or {form.__name__}, the "
+            "form other systems write, normalized into the first (apex_stream/inputs.py).",
+            "anyOf": [canonical, accepted],
+        }
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **top} | (
+        {"$defs": defs} if defs else {}
+    )
+
+
+def _struct_schema(cls: type[msgspec.Struct]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A struct's own schema and the definitions it refers to."""
     schema = msgspec.json.schema(cls)
     defs = schema.pop("$defs")
     top = defs.pop(cls.__name__)
     top["description"] = inspect.cleandoc(top.get("description", ""))
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **top} | (
-        {"$defs": defs} if defs else {}
-    )
+    return top, defs
 
 
 def load_specs(directory: Path) -> dict[str, TopicSpec]:

@@ -47,7 +47,7 @@ def attach(pipeline: Pipeline) -> None:
         owned = MarketState()
 
     async def apply(messages: list[Any]) -> None:
-        ticks, _, rejected = split_valid(messages, PriceTick)
+        ticks, _, rejected = split_valid(messages, PriceTick, timestamps_ms=False)
         await pipeline.dead_letter(rejected)
         if ticks:
             keys = {f"{t.chain}:{t.token}" for t in ticks}

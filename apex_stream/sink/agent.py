@@ -10,8 +10,9 @@ the log and on the alerts topic, and resumes. Every ``metrics_every_s`` it publi
 
 A message that cannot be stored goes to the dead-letter topic with its reason, and every other
 row of its batch is written: an event the table's types cannot hold (a timestamp out of
-range) or a row the database rejects (a NUL byte in a text). Invalid events are not stored;
-the worker dead-letters them.
+range) or a row the database rejects (a NUL byte in a text). Opportunities and prices in
+their input forms (``inputs.py``) are stored normalized, with the ids the worker derives;
+invalid events are not stored: the worker dead-letters them.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ from ..events import (
     Outcome,
     Prediction,
     PriceTick,
-    decode,
     encode,
 )
+from ..inputs import kafka_time, read
 from ..settings import Settings
 from .rows import TABLES
 from .writer import write_rejecting
@@ -147,7 +148,8 @@ class Sink:
             encode, rows, sources = TABLES[cls].encode, batch.rows[cls], batch.sources[cls]
             for m in messages:
                 try:
-                    rows.append(encode(decode(m.value, cls), tp.partition, m.offset))
+                    event = read(m.value, cls, kafka_time(m.timestamp))
+                    rows.append(encode(event, tp.partition, m.offset))
                 except InvalidEvent:
                     self.invalid += 1  # the worker dead-letters invalid input; not stored
                 except UNSTORABLE as exc:

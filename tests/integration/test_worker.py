@@ -45,7 +45,7 @@ async def create_topics(settings: Settings) -> None:
 INVALID = {
     b"not json at all": "not valid JSON",
     b'{"opportunity_id": "x"}': "missing required field",
-    b'{"opportunity_id": 1}': "Expected `str`, got `int`",
+    b'{"opportunity_id": 1}': "got `int` - at `$.opportunity_id`",
 }
 
 

@@ -72,7 +72,7 @@ def test_predictions_go_to_their_opportunity_partition_encoded_as_the_event(
         assert p.decision == (p.score > p.threshold) and len(p.features) == 29
     (letter,) = out.events
     assert isinstance(letter, DeadLetter) and letter.offset == 9
-    assert "Expected `str`, got `int`" in letter.reason
+    assert "got `int` - at `$.opportunity_id`" in letter.reason
     assert len(process.joins[0]) == 3 and len(process.joins[4]) == 2
 
 
