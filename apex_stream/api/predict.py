@@ -16,11 +16,11 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import InvalidEvent
-from ..events import Opportunity, decode
+from ..events import Opportunity
 from ..inference.engine import FeatureVectorError, engine_vector
 from ..inference.ensemble import Scores
 from ..inference.scoring import recommend
+from ..inputs import OpportunityInput, read_batch
 from ..metrics import AI_CONFIDENCE, AI_LATENCY, AI_REQUESTS
 from . import schemas
 from .schemas import (
@@ -72,21 +72,22 @@ def _bad_json(exc: msgspec.DecodeError, form: str) -> HTTPException:
 
 
 def _opportunities(raw: list[msgspec.Raw], received: float) -> list[Opportunity]:
-    """Every opportunity of a request, or 422 listing each invalid one with its reason."""
+    """Every opportunity of a request, in any form the stream reads (a missing timestamp is the
+    time the request arrived), or 422 listing each invalid one with its reason."""
     if not raw:
         raise HTTPException(422, "send at least one opportunity")
     if len(raw) > MAX_BATCH:
         raise HTTPException(413, f"at most {MAX_BATCH} opportunities per request")
-    found, errors = [], []
-    for i, item in enumerate(raw):
-        try:
-            found.append(decode(item, Opportunity))
-        except InvalidEvent as exc:
-            loc = ["body", "opportunities", i]
-            errors.append({"loc": loc, "msg": exc.reason, "type": "value_error"})
-    if errors:
-        raise HTTPException(422, errors)
-    return found
+    batch = read_batch(raw, Opportunity, lambda _: received)
+    if batch.rejected:
+        raise HTTPException(
+            422,
+            [
+                {"loc": ["body", "opportunities", i], "msg": reason, "type": "value_error"}
+                for i, reason in batch.rejected
+            ],
+        )
+    return batch.events
 
 
 def _score(
@@ -197,7 +198,7 @@ def _predict_single(state: WorkerState, body: bytes, received: float, started: f
 @router.post(
     "/predict/batch",
     summary="Score opportunities (seed 000)",
-    openapi_extra=schemas.body(BatchRequest, list[Opportunity]),
+    openapi_extra=schemas.body(BatchRequest, list[OpportunityInput]),
     responses=schemas.returns(BatchResponse, 400, 401, 413, 422),
 )
 async def predict_batch(request: Request, state: Worker) -> Response:
@@ -214,7 +215,7 @@ async def predict_batch(request: Request, state: Worker) -> Response:
 @router.post(
     "/predict/single",
     summary="Score one opportunity (seed 000)",
-    openapi_extra=schemas.body(SingleRequest, Opportunity),
+    openapi_extra=schemas.body(SingleRequest, OpportunityInput),
     responses=schemas.returns(SingleResponse, 400, 401, 422),
 )
 async def predict_single(request: Request, state: Worker) -> Response:

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ..events import Opportunity, Probability, Recommendation
+from ..events import Probability, Recommendation
+from ..inputs import OpportunityInput
 
 Threshold = Annotated[float, msgspec.Meta(gt=0, lt=1)]
 Mode = Literal["SIMULATION", "LIVE"]
@@ -22,9 +23,10 @@ Mode = Literal["SIMULATION", "LIVE"]
 
 
 class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Seed 000's batch body. A bare JSON array of opportunities is accepted as well."""
+    """Seed 000's batch body. A bare JSON array of opportunities is accepted as well; each
+    opportunity canonical or in its input form (README "Input forms")."""
 
-    opportunities: list[Opportunity]
+    opportunities: list[OpportunityInput]
     threshold: Threshold | None = None  # this request's decision threshold (default: the worker's)
     use_gpu: bool = False  # answered in ``use_gpu``: scoring runs where the worker loaded models
 
@@ -32,7 +34,7 @@ class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
 class SingleRequest(msgspec.Struct, forbid_unknown_fields=True):
     """One opportunity with a threshold; the opportunity alone is accepted as well."""
 
-    opportunity: Opportunity
+    opportunity: OpportunityInput
     threshold: Threshold | None = None
     use_gpu: bool = False
 
