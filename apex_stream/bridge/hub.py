@@ -6,6 +6,10 @@ bounded in messages: when it is full the *oldest* relayed messages are dropped (
 data loses value with age) and counted; control messages are never dropped. A client's
 writer drains everything pending into as few frames as the frame limit allows, so frames grow
 by themselves when a client or the server falls behind.
+
+A client that takes one event per frame (``event`` framing, seed 000's clients) is queued one
+item per envelope instead, built once per batch and filter for all such clients; only they pay
+for it (more items, one frame per event).
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import CHANNELS, Batch, Filter
+from .protocol import CHANNELS, Batch, Filter, Framing
 
 
 @dataclass(slots=True)
 class Item:
     """A queued piece of a client's output: relayed envelopes (``count`` > 0, joined by
-    commas, without brackets) or one control message (``count`` == 0)."""
+    commas, without brackets) or one control message (``count`` == 0). An ``event``-framed
+    client's relayed items hold one envelope each."""
 
     payload: bytes
     count: int = 0
@@ -37,6 +42,7 @@ class Client:
 
     id: int
     limit: int
+    framing: Framing = "array"
     subscriptions: dict[str, Filter] = field(default_factory=dict)
     items: deque[Item] = field(default_factory=deque)
     queued: int = 0
@@ -78,20 +84,23 @@ class Client:
 
     def frames(self, max_bytes: int) -> list[bytes]:
         """Everything pending as frames: runs of relayed chunks become JSON arrays of at most
-        ``max_bytes`` (a single larger chunk goes alone), control messages go one per frame."""
+        ``max_bytes`` (a single larger chunk goes alone), control messages go one per frame,
+        and so does each envelope of an ``event``-framed client (a chunk of several, queued
+        before it switched framing, still goes as an array)."""
         frames: list[bytes] = []
         run: list[bytes] = []
         size = 0
+        alone_events = self.framing == "event"
         while self.items:
             item = self.items.popleft()
-            if not item.count:
+            self.queued -= item.count
+            self.delivered += item.count
+            if not item.count or (alone_events and item.count == 1):
                 if run:
                     frames.append(_array(run))
                     run, size = [], 0
                 frames.append(item.payload)
                 continue
-            self.queued -= item.count
-            self.delivered += item.count
             if run and size + len(item.payload) > max_bytes:
                 frames.append(_array(run))
                 run, size = [], 0
@@ -122,8 +131,8 @@ class Hub:
         self._ids = itertools.count(1)
         self._gone = [0, 0]  # delivered and dropped of clients that left
 
-    def connect(self) -> Client:
-        client = Client(next(self._ids), self.client_queue)
+    def connect(self, framing: Framing = "array") -> Client:
+        client = Client(next(self._ids), self.client_queue, framing)
         self.clients[client.id] = client
         return client
 
@@ -173,13 +182,22 @@ class Hub:
         for flt, members in self.groups[batch.channel].values():
             selected = batch.select(flt.mask(batch))
             if selected:
-                chunks = self.chunks(selected)
+                forms: dict[Framing, list[Item]] = {}
                 for client in members:
-                    client.offer(batch.channel, chunks, len(selected))
+                    items = forms.get(client.framing)
+                    if items is None:
+                        items = forms[client.framing] = self.items(selected, client.framing)
+                    client.offer(batch.channel, items, len(selected))
 
     def advance(self, channel: str, partition: int, offset: int) -> None:
         """The relay's next offset in a partition (set at start, before any message)."""
         self.positions[channel][partition] = offset
+
+    def items(self, encoded: list[bytes], framing: Framing) -> list[Item]:
+        """Envelopes as queue items for clients of that framing: chunks, or one per envelope."""
+        if framing == "event":
+            return [Item(e, 1) for e in encoded]
+        return self.chunks(encoded)
 
     def chunks(self, encoded: list[bytes]) -> list[Item]:
         """Envelopes joined into chunks of about ``chunk_bytes`` (cut where the running size

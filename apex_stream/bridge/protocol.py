@@ -3,6 +3,11 @@
 Relayed events are encoded once into envelopes; a micro-batch of them becomes a
 :class:`Batch` with the columns filters look at, so each distinct filter is evaluated with
 numpy over the batch instead of once per client and message.
+
+Seed 000's clients (its `websocket_server.py` protocol) work unchanged: a command may be named
+by ``command`` as well as ``type``, a prediction's ``data`` carries the seed's field names
+beside ours (:class:`SeedPrediction`, spliced in once per event), and a client may take one
+envelope per frame (:data:`Framing`).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, overload
+from typing import Any, Literal, Protocol, overload
 
 import msgspec
 import numpy as np
@@ -103,10 +108,17 @@ class Offsets(msgspec.Struct, forbid_unknown_fields=True):
     offsets: dict[int, int]
 
 
+#: How a client's relayed envelopes are framed: ``array``, a JSON array of every envelope pending
+#: (as few frames as possible, the default on ``/ws``), or ``event``, each envelope its own
+#: frame (the default on ``/``, where seed 000's clients connect).
+Framing = Literal["array", "event"]
+
+
 class Subscribe(msgspec.Struct, tag="subscribe", tag_field="type", forbid_unknown_fields=True):
     channels: list[str]
     filters: Filter = msgspec.field(default_factory=Filter)
     since: float | str | Offsets | None = None
+    framing: Framing | None = None  # the connection's framing from now on; None: unchanged
     id: int | str | None = None
 
 
@@ -129,13 +141,28 @@ _encoder = msgspec.json.Encoder()
 
 
 def parse_command(frame: str | bytes) -> Command:
-    """Decode and check one client command; raises :class:`ProtocolError` with the reason."""
+    """Decode and check one client command; raises :class:`ProtocolError` with the reason.
+
+    The command is named by ``type`` or, as seed 000's clients send it, ``command``; both may
+    be given if they agree (different names are refused rather than one silently winning).
+    """
+    renamed = False
+    try:
+        body = msgspec.json.decode(frame)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"not valid JSON: {exc}") from None
+    if isinstance(body, dict) and "command" in body:
+        name = body.pop("command")
+        if body.setdefault("type", name) != name:
+            raise ProtocolError(
+                f"`type` {body['type']!r} and `command` {name!r} differ: name the command once"
+            )
+        frame, renamed = _encoder.encode(body), True
     try:
         command = _commands.decode(frame)
     except msgspec.ValidationError as exc:
-        raise ProtocolError(f"invalid command: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(f"not valid JSON: {exc}") from None
+        reason = str(exc).replace("`$.type`", "`$.command`") if renamed else str(exc)
+        raise ProtocolError(f"invalid command: {reason}") from None
     channels = getattr(command, "channels", None) or []
     unknown = sorted(set(channels) - CHANNELS.keys())
     if unknown:
@@ -184,6 +211,36 @@ class Envelope(msgspec.Struct):
     offset: int
     ts: int
     data: msgspec.Raw
+
+
+class SeedPrediction(msgspec.Struct):
+    """Seed 000's names for a prediction's figures, added to its ``data`` beside ours.
+
+    ``inference_time_ms`` is our ``latency_ms``: end to end, from the opportunity's Kafka
+    record time to the prediction being produced, not the model's compute time alone. A
+    version is ``null`` when that member is not in the ensemble.
+    """
+
+    prediction_score: float
+    should_execute: bool
+    model_version_xgb: str | None
+    model_version_onnx: str | None
+    inference_time_ms: float
+
+
+def with_seed_fields(value: bytes, prediction: Prediction) -> bytes:
+    """The prediction's JSON object with :class:`SeedPrediction`'s fields spliced in before its
+    closing brace (the event is never re-encoded; its own fields stay as produced)."""
+    extra = _encoder.encode(
+        SeedPrediction(
+            prediction.score,
+            prediction.decision,
+            prediction.model_versions.get("xgboost"),
+            prediction.model_versions.get("onnx"),
+            prediction.latency_ms,
+        )
+    )
+    return value.rstrip()[:-1] + b"," + extra[1:]
 
 
 class Record(Protocol):
@@ -244,8 +301,9 @@ _EMPTY: frozenset[str] = frozenset()
 
 
 def batch_of(channel: Channel, records: Sequence[Record], routes: Routes) -> Batch:
-    """Decode and validate a channel's records and encode each envelope once; records that do
-    not validate are counted in ``invalid`` and not relayed."""
+    """Decode and validate a channel's records and encode each envelope once (a prediction's
+    with seed 000's fields); records that do not validate are counted in ``invalid`` and not
+    relayed."""
     events: list[Any] = []
     kept: list[Record] = []
     for record in records:
@@ -254,6 +312,7 @@ def batch_of(channel: Channel, records: Sequence[Record], routes: Routes) -> Bat
         except InvalidEvent:
             continue
         kept.append(record)
+    seeded = channel.event is Prediction
     encoded = [
         _encoder.encode(
             Envelope(
@@ -263,7 +322,7 @@ def batch_of(channel: Channel, records: Sequence[Record], routes: Routes) -> Bat
                 r.partition,
                 r.offset,
                 r.timestamp,
-                msgspec.Raw(r.value or b""),
+                msgspec.Raw(with_seed_fields(r.value or b"", event) if seeded else r.value or b""),
             )
         )
         for event, r in zip(events, kept, strict=True)

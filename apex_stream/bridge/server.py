@@ -1,4 +1,9 @@
-"""`apex-stream bridge`: websocket clients, the dashboard, health and metrics on one port."""
+"""`apex-stream bridge`: websocket clients, the dashboard, health and metrics on one port.
+
+Websockets are accepted on ``/ws`` (relayed envelopes framed as arrays) and on ``/``, seed
+000's URL (``ws://localhost:8765``; one envelope per frame), with the same admission; a plain
+GET of ``/`` serves the dashboard.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from .hub import Client, Hub
 from .protocol import (
     CHANNELS,
     Filter,
+    Framing,
     Ping,
     ProtocolError,
     Stats,
@@ -42,6 +48,9 @@ from .relay import Relay, replay
 log = logging.getLogger(__name__)
 VERSION = version("apex-stream")
 WS_PATH = "/ws"
+#: Seed 000's clients connect to the root path and expect one event per frame.
+SEED_PATH = "/"
+FRAMING: dict[str, Framing] = {WS_PATH: "array", SEED_PATH: "event"}
 SEND_BUFFER = 256 * 1024
 
 
@@ -69,13 +78,15 @@ class Bridge:
             max_size=s.bridge_max_command_bytes,
             compression=None,
         ) as server:
+            base = f"{s.bridge_host}:{s.bridge_port}"
             log.info(
-                "bridge on ws://%s:%d%s, dashboard http://%s:%d/",
-                s.bridge_host,
-                s.bridge_port,
+                "bridge on ws://%s%s (arrays) and ws://%s%s (one event per frame), "
+                "dashboard http://%s/",
+                base,
                 WS_PATH,
-                s.bridge_host,
-                s.bridge_port,
+                base,
+                SEED_PATH,
+                base,
             )
             await asyncio.gather(self.relay.run(), self._heartbeats(), server.serve_forever())
 
@@ -83,7 +94,7 @@ class Bridge:
 
     def http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
-        if path == WS_PATH:
+        if path == WS_PATH or (path == SEED_PATH and _upgrade(request)):
             return self._admit(request)
         if path == "/":
             return _response(HTTPStatus.OK, self.dashboard, "text/html; charset=utf-8")
@@ -127,7 +138,8 @@ class Bridge:
         ws.transport.get_extra_info("socket").setsockopt(
             socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER
         )
-        client = self.hub.connect()
+        assert ws.request is not None  # set by the handshake that admitted this client
+        client = self.hub.connect(FRAMING[urlsplit(ws.request.path).path])
         pump = asyncio.create_task(self._pump(client, ws))
         client.control(
             control(
@@ -137,6 +149,7 @@ class Bridge:
                 client_id=client.id,
                 channels=list(CHANNELS),
                 heartbeat_s=self.settings.bridge_heartbeat_s,
+                framing=client.framing,
             )
         )
         rate = self.settings.bridge_command_rate
@@ -210,14 +223,18 @@ class Bridge:
                 )
                 return
         filters = command.filters
+        if command.framing is not None:
+            client.framing = command.framing
         for channel in command.channels:
             self.hub.subscribe(client, channel, filters, hold=command.since is not None)
+        framing = {"framing": command.framing} if command.framing is not None else {}
         client.control(
             control(
                 "subscribed",
                 id=command.id,
                 channels=command.channels,
                 filters=_plain(filters),
+                **framing,
             )
         )
         if command.since is not None:
@@ -245,7 +262,7 @@ class Bridge:
                     if client.subscriptions.get(channel) is not flt or flt is None:
                         return  # unsubscribed or gone meanwhile
                     selected = batch.select(flt.mask(batch))
-                    client.push(self.hub.chunks(selected), len(selected))
+                    client.push(self.hub.items(selected, client.framing), len(selected))
                     sent += len(selected)
         except Exception as exc:  # a failed replay must not take the connection down
             log.exception("replay of %s failed", channel)
@@ -257,6 +274,7 @@ class Bridge:
         return {
             "client": {
                 "id": client.id,
+                "framing": client.framing,
                 "subscriptions": {c: _plain(f) for c, f in client.subscriptions.items()},
                 "delivered": client.delivered,
                 "dropped": client.dropped,
@@ -305,6 +323,11 @@ class _Bucket:
             return False
         self.tokens -= 1
         return True
+
+
+def _upgrade(request: Request) -> bool:
+    """Whether the request asks for a websocket (a browser's page load of ``/`` does not)."""
+    return any("websocket" in v.lower() for v in request.headers.get_all("Upgrade"))
 
 
 def _plain(flt: Filter) -> dict[str, Any]:

@@ -11,13 +11,10 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -28,28 +25,10 @@ from apex_stream.settings import Settings
 from apex_stream.topics import TopicAdmin
 from tests.support.bridge import running_bridge
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 VERSIONS = {"xgboost": "1.0.0", "onnx": "1.1.0", "online": "1.0.7"}
 TOKEN = "dashboard-test-token"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
-    """Headless Chromium from the system packages; selenium-manager never downloads anything."""
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), (
-        "needs Debian's chromium and chromium-driver (scripts/setup installs them)"
-    )
-    monkeypatch.setenv("SE_OFFLINE", "true")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--lang=en-US"):
-        options.add_argument(arg)
-    options.add_argument("--window-size=1400,1000")
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
 
 
 def predictions(n: int) -> list[Prediction]:

@@ -62,3 +62,48 @@ def test_held_channel_waits_for_the_replay_marker() -> None:
     frames = [json.loads(f) for f in client.frames(1 << 20)]
     assert frames[0] == [{"replayed": 1}] and frames[1] == {"type": "replayed"}
     assert frames[2][0]["data"]["opportunity_id"] == "p9"
+
+
+def test_event_framing_sends_each_envelope_alone_and_costs_array_clients_nothing() -> None:
+    hub = Hub(client_queue=1000, chunk_bytes=1 << 20)
+    arrays = [hub.connect(), hub.connect()]
+    singles = [hub.connect("event"), hub.connect("event")]
+    for client in arrays + singles:
+        hub.subscribe(client, "predictions", Filter())
+    hub.publish(predictions_batch([prediction(i) for i in range(3)]))
+    # array clients share one chunk as before; event clients share one item per envelope
+    assert len(arrays[0].items) == 1 and arrays[0].items[0] is arrays[1].items[0]
+    assert len(singles[0].items) == 3
+    assert all(a is b for a, b in zip(singles[0].items, singles[1].items, strict=True))
+    singles[0].control(b'{"type":"pong"}')
+    hub.publish(predictions_batch([prediction(3)]))
+    frames = [json.loads(f) for f in singles[0].frames(1 << 20)]
+    assert [f["type"] for f in frames] == ["prediction"] * 3 + ["pong", "prediction"]
+    assert [f["data"]["opportunity_id"] for f in frames if "data" in f] == ["p0", "p1", "p2", "p3"]
+    assert singles[0].delivered == 4 and singles[0].queued == 0
+    assert [len(json.loads(f)) for f in arrays[0].frames(1 << 20)] == [4]
+
+
+def test_an_event_framed_queue_drops_its_oldest_events() -> None:
+    hub = Hub(client_queue=3, chunk_bytes=1 << 20)
+    client = hub.connect("event")
+    hub.subscribe(client, "predictions", Filter())
+    hub.publish(predictions_batch([prediction(i) for i in range(5)]))
+    assert client.dropped == 2
+    frames = [json.loads(f) for f in client.frames(1 << 20)]
+    assert [f["data"]["opportunity_id"] for f in frames] == ["p2", "p3", "p4"]
+
+
+def test_switching_framing_applies_to_what_is_queued_afterwards() -> None:
+    hub = Hub(client_queue=1000, chunk_bytes=1 << 20)
+    client = hub.connect()
+    hub.subscribe(client, "predictions", Filter())
+    hub.publish(predictions_batch([prediction(0), prediction(1)]))
+    client.framing = "event"
+    hub.publish(predictions_batch([prediction(2)]))
+    frames = [json.loads(f) for f in client.frames(1 << 20)]
+    assert isinstance(frames[0], list) and len(frames[0]) == 2  # queued as a chunk of two
+    assert frames[1]["data"]["opportunity_id"] == "p2"
+    client.framing = "array"
+    hub.publish(predictions_batch([prediction(3), prediction(4)]))
+    assert [len(json.loads(f)) for f in client.frames(1 << 20)] == [2]

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 
 from apex_stream.bridge.protocol import (
     CHANNELS,
     Filter,
     Offsets,
+    Ping,
     ProtocolError,
     Routes,
+    Stats,
     Subscribe,
     batch_of,
     parse_command,
@@ -69,6 +72,10 @@ def predictions_batch(values: list[bytes], routes: Routes | None = None):
             "must be >= 0",
         ),
         ('{"type": "ping", "extra": true}', "unknown field `extra`"),
+        ('{"command": "dance"}', "Invalid value 'dance' - at `$.command`"),
+        ('{"command": "subscribe", "channels": ["nope"]}', "unknown channel ['nope']"),
+        ('{"command": "ping", "type": "stats"}', "`type` 'stats' and `command` 'ping' differ"),
+        ('{"type": "subscribe", "channels": ["alerts"], "framing": "xml"}', "Invalid enum"),
     ],
 )
 def test_malformed_commands_give_a_reason(frame: str, reason: str) -> None:
@@ -90,6 +97,31 @@ def test_subscribe_parses_filters_and_each_form_of_since() -> None:
     assert since_ms(Offsets({0: 5, 2: 7})) == {0: 5, 2: 7}
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        # seed 000's clients, exactly as they send it (JavaScript, then Python)
+        '{"command":"subscribe","channels":["opportunities","predictions","executions"]}',
+        '{"command": "subscribe", "channels": ["opportunities", "predictions"]}',
+        '{"type": "subscribe", "command": "subscribe", "channels": ["predictions"]}',
+    ],
+)
+def test_a_command_may_be_named_by_command_as_well_as_type(frame: str) -> None:
+    command = parse_command(frame)
+    assert isinstance(command, Subscribe) and "predictions" in command.channels
+    assert command.framing is None  # the connection's framing stays as it is
+    assert isinstance(parse_command('{"command": "stats", "id": 4}'), Stats)
+    assert isinstance(parse_command('{"command": "ping"}'), Ping)
+
+
+def test_subscribe_may_choose_the_framing() -> None:
+    for framing in ("event", "array"):
+        command = parse_command(
+            json.dumps({"type": "subscribe", "channels": ["alerts"], "framing": framing})
+        )
+        assert isinstance(command, Subscribe) and command.framing == framing
+
+
 def test_envelopes_carry_the_event_and_its_kafka_position() -> None:
     values = [prediction(i) for i in range(4)] + [b"{broken"]
     batch = predictions_batch(values)
@@ -97,8 +129,33 @@ def test_envelopes_carry_the_event_and_its_kafka_position() -> None:
     envelope = json.loads(batch.encoded[2])
     assert envelope["type"] == "prediction" and envelope["channel"] == "predictions"
     assert (envelope["partition"], envelope["offset"], envelope["ts"]) == (2, 2, 1002)
-    assert envelope["data"] == json.loads(values[2])
+    assert envelope["data"].items() >= json.loads(values[2]).items()
     assert envelope["time"] == envelope["data"]["timestamp"]
+    # other channels' events go exactly as on the topic
+    value = opportunity(0, "r1", ["WETH", "USDC"])
+    opportunities = batch_of(CHANNELS["opportunities"], [Rec(0, 0, 1, value)], Routes())
+    assert opportunities.encoded[0].endswith(b',"data":' + value + b"}")
+
+
+def test_predictions_carry_seed_000s_field_names_beside_ours() -> None:
+    event = msgspec.structs.replace(
+        events.prediction(0, score=0.873),
+        decision=True,
+        model_versions={"xgboost": "v1.0.0", "online": "1.0.7"},
+        latency_ms=2.5,
+    )
+    value = encode(event) + b"\n"  # a producer's trailing whitespace (kcat -l) is no matter
+    envelope = predictions_batch([value]).encoded[0]
+    data = json.loads(envelope)["data"]
+    assert data == json.loads(value) | {
+        "prediction_score": 0.873,
+        "should_execute": True,
+        "model_version_xgb": "v1.0.0",
+        "model_version_onnx": None,  # not in this ensemble
+        "inference_time_ms": 2.5,
+    }
+    # spliced into the payload as produced, not re-encoded: our fields keep their bytes
+    assert encode(event)[:-1] + b',"prediction_score":0.873,' in envelope
 
 
 def test_filters_select_by_chain_route_score_decision_and_tokens() -> None:
