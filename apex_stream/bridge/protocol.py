@@ -21,7 +21,8 @@ import msgspec
 import numpy as np
 
 from ..errors import ApexStreamError, InvalidEvent
-from ..events import Alert, Event, Metric, Opportunity, Outcome, Prediction, decode
+from ..events import Alert, Event, Metric, Opportunity, Outcome, Prediction, decode, encode
+from ..inputs import kafka_time, read
 
 
 class ProtocolError(ApexStreamError):
@@ -302,16 +303,25 @@ _EMPTY: frozenset[str] = frozenset()
 
 def batch_of(channel: Channel, records: Sequence[Record], routes: Routes) -> Batch:
     """Decode and validate a channel's records and encode each envelope once (a prediction's
-    with seed 000's fields); records that do not validate are counted in ``invalid`` and not
-    relayed."""
+    with seed 000's fields); a record in its topic's input form (a seed's opportunity or price)
+    is relayed as the stream reads it, normalized; records that do not validate are counted in
+    ``invalid`` and not relayed."""
     events: list[Any] = []
     kept: list[Record] = []
+    payloads: list[bytes] = []
     for record in records:
         try:
-            events.append(decode(record.value, channel.event))
+            event = decode(record.value, channel.event)
+            payload = record.value or b""
         except InvalidEvent:
-            continue
+            try:
+                event = read(record.value, channel.event, kafka_time(record.timestamp))
+            except InvalidEvent:
+                continue
+            payload = encode(event)
+        events.append(event)
         kept.append(record)
+        payloads.append(payload)
     seeded = channel.event is Prediction
     encoded = [
         _encoder.encode(
@@ -322,10 +332,10 @@ def batch_of(channel: Channel, records: Sequence[Record], routes: Routes) -> Bat
                 r.partition,
                 r.offset,
                 r.timestamp,
-                msgspec.Raw(with_seed_fields(r.value or b"", event) if seeded else r.value or b""),
+                msgspec.Raw(with_seed_fields(payload, event) if seeded else payload),
             )
         )
-        for event, r in zip(events, kept, strict=True)
+        for event, r, payload in zip(events, kept, payloads, strict=True)
     ]
     n = len(events)
     routed = channel.name in ("opportunities", "predictions", "executions")

@@ -137,6 +137,28 @@ def test_envelopes_carry_the_event_and_its_kafka_position() -> None:
     assert opportunities.encoded[0].endswith(b',"data":' + value + b"}")
 
 
+def test_an_opportunity_in_seed_form_is_relayed_normalized() -> None:
+    value = json.dumps(
+        {
+            "route_id": "usdc_usdt_2hop",
+            "tokens": ["USDC", "USDT", "USDC"],
+            "dexes": ["quickswap", "sushiswap"],
+            "input_amount": 1000.0,
+            "expected_output": 1012.0,
+            "gas_estimate": 350000,
+            "profit_usd": 12.0,
+            "confidence_score": 0.85,
+            "chain": 137,
+        }
+    ).encode()
+    stamp = 1_767_225_600_123
+    batch = batch_of(CHANNELS["opportunities"], [Rec(0, 0, stamp, value)], Routes())
+    data = json.loads(batch.encoded[0])["data"]
+    assert data["tokens"] == ["USDC", "USDT"] and data["chain"] == "polygon"
+    assert data["timestamp"] == stamp / 1000 and data["opportunity_id"].startswith("auto-")
+    assert batch.invalid == 0
+
+
 def test_predictions_carry_seed_000s_field_names_beside_ours() -> None:
     event = msgspec.structs.replace(
         events.prediction(0, score=0.873),
