@@ -10,6 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from bench.harness.database import temporary_database
 
@@ -72,3 +75,23 @@ def private_env(free_ports: Callable[[int], list[int]]) -> Iterator[dict[str, st
         "APEX_KAFKA_HEAP": "256m",
     }
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
+    """Headless Chromium from the system packages; selenium-manager never downloads anything."""
+    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), (
+        "needs Debian's chromium and chromium-driver (scripts/setup installs them)"
+    )
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--lang=en-US"):
+        options.add_argument(arg)
+    options.add_argument("--window-size=1400,1000")
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()

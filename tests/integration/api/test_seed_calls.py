@@ -1,6 +1,6 @@
 """The seeds' documented HTTP calls, run with curl against a real worker: seed 000's batch body
 and model management (the registry edit reaches the worker through live reload), seed 002's
-8-feature /predict, /status, /health and /metrics_summary."""
+8-feature /predict, /status, /health and /metrics_summary; and /docs in headless Chromium."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
 
 from apex_stream.settings import ROOT, Settings
 from apex_stream.topics import TopicAdmin
@@ -60,8 +63,8 @@ def models(tmp_path: Path) -> Path:
     return tmp_path / "models"
 
 
-async def test_seed_calls_with_curl(
-    settings: Settings, tmp_path: Path, free_port: int, models: Path
+async def test_seed_calls_with_curl_and_the_docs_in_a_browser(
+    settings: Settings, tmp_path: Path, free_port: int, models: Path, browser: WebDriver
 ) -> None:
     async with TopicAdmin(settings) as admin:
         await admin.create()
@@ -108,3 +111,18 @@ async def test_seed_calls_with_curl(
         ).stdout
         for name in ("ai_prediction_confidence", "ai_inference_latency_ms", "ai_requests_total"):
             assert f"\n{name}" in metrics, name
+
+        # the interactive documentation renders every route, offline
+        document = curl(f"{base}/openapi.json")
+        operations = sum(len(ops) for ops in document["paths"].values())
+        browser.get(f"{base}/docs")
+        WebDriverWait(browser, 30, 0.2).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) == operations
+        )
+        summaries = browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+        assert {"/predict/batch", "/predict", "/models/promote-winner"} <= {
+            e.text.replace("\u200b", "") for e in summaries
+        }
+        assert browser.save_screenshot(str(tmp_path / "docs.png"))
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
