@@ -45,8 +45,8 @@ class ScoredOpportunity(msgspec.Struct):
     route_id: str
     prediction_score: Probability  # = score
     should_execute: bool  # = decision
-    model_version_xgb: str
-    model_version_onnx: str
+    model_version_xgb: str | None  # None when the member is not in the ensemble
+    model_version_onnx: str | None
     inference_time_ms: float  # the batch's model time shared evenly among its opportunities
     timestamp: str  # ISO 8601, UTC
     opportunity_id: str
