@@ -232,8 +232,9 @@ class Prediction(Event, frozen=True):
     latency_ms: NonNegative
     opportunity_timestamp: Timestamp
     timestamp: Timestamp
-    recommendation: Recommendation
-    confidence: Probability
+    # set on every prediction since seed 001's interface; absent in older ones
+    recommendation: Recommendation | None = None
+    confidence: Probability | None = None
     feature_version: str | None = None
     features: list[float | None] = msgspec.field(default_factory=list)
 

@@ -57,13 +57,14 @@ class OnlineLearner:
             return
         Z = self._scale_learning(np.asarray(X, np.float64))
         target = np.asarray(y, np.float64)
-        w, b = self.weights, self.intercept
+        # new arrays, swapped in at the end: the API scores from a thread while the loop learns
+        w, b = self.weights.copy(), self.intercept
         for start in range(0, len(Z), self.chunk):
             z, t = Z[start : start + self.chunk], target[start : start + self.chunk]
             gradient = _sigmoid(z @ w + b) - t
             w -= self.lr * (gradient @ z)
             b -= self.intercept_lr * float(gradient.sum())
-        self.intercept = b
+        self.weights, self.intercept = w, b
         self.iterations += len(Z)
         self.learned += len(Z)
 

@@ -22,8 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from ..errors import ApexStreamError
-from ..features import FEATURE_VERSION
+from ..features import FEATURE_VERSION, FEATURES
+from ..features.engine import ENGINE_FEATURE_VERSION, ENGINE_FEATURES
 from .members import CATALOGUE
 
 MANIFEST = "manifest.json"
@@ -144,6 +147,28 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: How many features each feature list has: a model must score rows of that width.
+FEATURE_WIDTHS = {FEATURE_VERSION: len(FEATURES), ENGINE_FEATURE_VERSION: len(ENGINE_FEATURES)}
+
+
+def loads(name: str, version: str, model: bytes, feature_version: str) -> None:
+    """Refuse a model file that does not load as ``name``'s type or does not score one row of
+    its feature list's width with a probability (:class:`ModelError` saying why)."""
+    width = FEATURE_WIDTHS.get(feature_version)
+    if width is None:  # another feature list: the manifest's validation refuses it
+        return
+    spec = CATALOGUE[name]
+    try:
+        scores = np.asarray(spec.load(model, version, "cpu", 1).predict(np.zeros((1, width))))
+    except Exception as exc:  # noqa: BLE001 - any loader's failure means the same: refused
+        raise ModelError(
+            f"{name}@{version} does not load and score as a {spec.type} model on "
+            f"{width} features: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        ) from None
+    if scores.shape != (1,) or not 0 <= scores[0] <= 1:
+        raise ModelError(f"{name}@{version} scores {scores!r} for one row, not a probability")
+
+
 class Registry:
     """Reads and writes a models folder and its manifest."""
 
@@ -199,6 +224,8 @@ class Registry:
             params = dict(self.active(name).params)
         if any(e.name == name and e.version == version for e in self.entries()):
             raise ModelError(f"{name}@{version} is already registered")
+        feature_version = feature_version or feature_version_of(name)
+        loads(name, version, file.read_bytes(), feature_version)
         target = f"{name}-{version}{file.suffix}"
         shutil.copyfile(file, self.folder / target)
         entry = ModelEntry(
@@ -207,7 +234,7 @@ class Registry:
             type=CATALOGUE[name].type,
             path=target,
             sha256=sha256_of(self.folder / target),
-            feature_version=feature_version or feature_version_of(name),
+            feature_version=feature_version,
             metrics=metrics or {},
             created=created,
             status="candidate",
