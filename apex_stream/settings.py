@@ -117,7 +117,8 @@ class Settings(BaseSettings):
     #: the worker's HTTP API: seed 000's port, on loopback unless told otherwise
     web_host: str = "127.0.0.1"
     web_port: int = _env("web_port", 8000)
-    api_token: str | None = None  # when set, scoring and model routes need this bearer token
+    # when set, scoring and model routes need this bearer token (an empty one is refused)
+    api_token: str | None = Field(default=None, min_length=1)
     live_trading: bool = _env("live_trading", False)  # reported (seed 002's mode); nothing executes
     features_ttl_s: float = Field(default=120.0, gt=0)
     outcome_wait_s: float = Field(default=60.0, ge=0)
@@ -218,7 +219,8 @@ def check_seed_names(environ: Mapping[str, str]) -> list[str]:
     if problems:
         raise SettingsError("; ".join(problems))
     return [
-        f"{name} is set but apex-stream has no such setting (see README 'Settings'); ignored"
+        f"{name} is set but apex-stream has no such setting (README 'Settings from the seed "
+        "systems'); ignored"
         for name in SEED_IGNORED
         if name in environ
     ]

@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from faust.contrib.asgi import serve_asgi
@@ -34,10 +35,16 @@ Speaks seed 000's REST API (`/predict/batch`, `/predict/single`, `/models/*`, `G
 worker has `APEX_API_TOKEN`, scoring and model routes need `Authorization: Bearer <token>`."""
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
 def create_api(state: WorkerState) -> FastAPI:
     """The API over one worker."""
     api = FastAPIOffline(title="apex-stream worker API", version=status.VERSION)
     api.state.worker = state
+    if state.settings.web_host in LOOPBACK:
+        # on loopback, only local names: a page that rebinds its own name to 127.0.0.1 is refused
+        api.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted(LOOPBACK))
     for router in (predict.router, models.router, status.router):
         api.include_router(router)
 

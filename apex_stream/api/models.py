@@ -8,6 +8,7 @@ worker has joined (its partitions) since it started.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..inference.registry import ModelEntry, ModelError
@@ -29,33 +30,47 @@ from .schemas import (
     PromoteWinnerResponse,
     RegisterRequest,
 )
-from .state import Worker, WorkerState, authorized
+from .state import JsonBody, Worker, WorkerState, authorized
 
 log = logging.getLogger("apex_stream.api")
 router = APIRouter(prefix="/models", tags=["models"], dependencies=[Depends(authorized)])
+#: One registry edit at a time in this worker: each reads the manifest and writes the next
+#: revision (the CLI and the lifecycle controller edit the same folder; run one at a time)
+_editing = asyncio.Lock()
+#: The online learner's files are pickles, which run code when loaded: only the CLI takes them
+NOT_OVER_HTTP = {"online"}
 _encoder = msgspec.json.Encoder()
 S = TypeVar("S")
 
 
 def _read(body: bytes, kind: type[S]) -> S:
     try:
-        return msgspec.json.decode(body, type=kind)
+        request = msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
         error = {"loc": ["body"], "msg": str(exc), "type": "value_error"}
         raise HTTPException(422, [error]) from None
     except msgspec.DecodeError as exc:
         raise HTTPException(400, f"not JSON: {exc}") from None
+    if getattr(request, "model_type", None) in NOT_OVER_HTTP:
+        raise HTTPException(422, "online learner files are pickles: register them with the CLI")
+    return request
+
+
+def _version_name(version: str) -> str:
+    """Seed 000 writes versions ``v1.1.0``; the registry's are ``1.1.0``."""
+    return version.removeprefix("v")
 
 
 async def _edit(
     state: WorkerState, change: Callable[[], list[ModelEntry]], message: str
 ) -> ManifestChange:
-    """Apply a registry edit (in a thread: it copies files) and tell the workers."""
-    try:
-        entries = await run_in_threadpool(change)
-    except ModelError as exc:
-        raise HTTPException(409, str(exc)) from None
-    manifest = state.registry.manifest()
+    """Apply a registry edit (in a thread: it loads and copies files) and tell the workers."""
+    async with _editing:
+        try:
+            entries = await run_in_threadpool(change)
+        except ModelError as exc:
+            raise HTTPException(409, str(exc)) from None
+        manifest = state.registry.manifest()
     try:
         await state.publish(manifest, message)
         published = True
@@ -78,8 +93,12 @@ def _json(body: msgspec.Struct) -> Response:
     return Response(_encoder.encode(body), media_type="application/json")
 
 
-@router.get("/summary", summary="Served versions, voting and live performance (seed 000)")
-def summary(state: Worker) -> dict[str, Any]:
+@router.get(
+    "/summary",
+    summary="Served versions, voting and live performance (seed 000)",
+    responses=schemas.returns(schemas.ModelsSummary, 401),
+)
+async def summary(state: Worker) -> dict[str, Any]:
     ensemble, learning = state.scorer.ensemble, state.learning
     return {
         "active": ensemble.versions,
@@ -104,10 +123,12 @@ def summary(state: Worker) -> dict[str, Any]:
     openapi_extra=schemas.body(RegisterRequest),
     responses=schemas.returns(ManifestChange, 400, 401, 409, 422),
 )
-async def register(request: Request, state: Worker) -> Response:
+async def register(raw: JsonBody, state: Worker) -> Response:
     """A candidate without traffic (start a test with ``/models/ab-test``), or with
-    ``activate`` the active version at once."""
-    body = _read(await request.body(), RegisterRequest)
+    ``activate`` the active version at once. The file must load and score as the member's
+    type on its feature list."""
+    body = _read(raw, RegisterRequest)
+    version = _version_name(body.version)
     path = Path(body.model_path)
     if not path.is_file():
         raise HTTPException(422, f"model_path {body.model_path!r} is not a file on the worker")
@@ -115,7 +136,7 @@ async def register(request: Request, state: Worker) -> Response:
     def change() -> list[ModelEntry]:
         entry = state.registry.register(
             body.model_type,
-            body.version,
+            version,
             path,
             feature_version=body.feature_version,
             metrics=body.metrics,
@@ -126,7 +147,7 @@ async def register(request: Request, state: Worker) -> Response:
         return [entry]
 
     verb = "registered and activated" if body.activate else "registered"
-    return _json(await _edit(state, change, f"{verb} {body.model_type}@{body.version}"))
+    return _json(await _edit(state, change, f"{verb} {body.model_type}@{version}"))
 
 
 @router.post(
@@ -135,10 +156,11 @@ async def register(request: Request, state: Worker) -> Response:
     openapi_extra=schemas.body(ABTestRequest),
     responses=schemas.returns(ManifestChange, 400, 401, 409, 422),
 )
-async def ab_test(request: Request, state: Worker) -> Response:
+async def ab_test(raw: JsonBody, state: Worker) -> Response:
     """Routes are hashed to versions by ``traffic_split`` (``version_a``'s share first)."""
-    body = _read(await request.body(), ABTestRequest)
-    split = dict(zip((body.version_a, body.version_b), body.traffic_split, strict=True))
+    body = _read(raw, ABTestRequest)
+    versions = (_version_name(body.version_a), _version_name(body.version_b))
+    split = dict(zip(versions, body.traffic_split, strict=True))
     return _json(
         await _edit(
             state,
@@ -154,10 +176,10 @@ async def ab_test(request: Request, state: Worker) -> Response:
     openapi_extra=schemas.body(PromoteWinnerRequest),
     responses=schemas.returns(PromoteWinnerResponse, 400, 401, 404, 409, 422),
 )
-async def promote_winner(request: Request, state: Worker) -> Response:
+async def promote_winner(raw: JsonBody, state: Worker) -> Response:
     """Promote the candidate when it wins, roll it back when it loses; 409 with the figures while
     the test cannot tell them apart yet."""
-    body = _read(await request.body(), PromoteWinnerRequest)
+    body = _read(raw, PromoteWinnerRequest)
     name, settings = body.model_type, state.settings
     manifest = state.registry.manifest()
     candidates = [e for e in manifest.testing() if e.name == name]

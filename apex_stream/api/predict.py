@@ -1,7 +1,7 @@
 """Scoring routes: seed 000's ``/predict/batch`` and ``/predict/single`` (the stream's features,
 models and voting, through the same :class:`Scorer`), and seed 002's 8-feature ``/predict``.
 
-Each request is decoded, scored and encoded in a worker thread (``run_in_threadpool``): the
+A batch request is decoded, scored and encoded in a worker thread, two requests at a time: the
 models release the GIL while they score, so a 10,000-opportunity request does not stall the
 stream sharing this event loop. Opportunities are read in every form the stream accepts.
 """
@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 import msgspec
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from starlette.concurrency import run_in_threadpool
+from anyio import CapacityLimiter, to_thread
+from fastapi import APIRouter, Depends, HTTPException, Response
 
 from ..events import Opportunity
 from ..inference.engine import FeatureVectorError, engine_vector
@@ -34,12 +34,14 @@ from .schemas import (
     SingleResponse,
     Timing,
 )
-from .state import Worker, WorkerState, authorized
+from .state import JsonBody, Worker, WorkerState, authorized
 
 #: The most opportunities one request may carry.
 MAX_BATCH = 10_000
 
 router = APIRouter(tags=["scoring"], dependencies=[Depends(authorized)])
+#: Requests scored at once: more would only share the same cores with the stream (and its GIL)
+_scoring = CapacityLimiter(2)
 _encoder = msgspec.json.Encoder()
 
 
@@ -99,7 +101,8 @@ def _score(
 ) -> tuple[list[ScoredOpportunity], Scores, GpuUse, Timing]:
     """Score a request's opportunities; seed 000's fields and ours for each."""
     decoded = time.perf_counter()
-    _, scores = state.scorer_for_request().score(opportunities, threshold)
+    scorer = state.scorer_for_request()
+    _, scores = scorer.score(opportunities, threshold)
     scored = time.perf_counter()
     n = len(opportunities)
     per_row_ms = (scored - decoded) * 1e3 / n
@@ -134,7 +137,7 @@ def _score(
             strict=True,
         )
     ]
-    providers = state.scorer.ensemble.providers
+    providers = scorer.ensemble.providers
     gpu = GpuUse(
         requested=use_gpu,
         used=any("cuda" in p.lower() or "tensorrt" in p.lower() for p in providers.values()),
@@ -201,15 +204,14 @@ def _predict_single(state: WorkerState, body: bytes, received: float, started: f
     openapi_extra=schemas.body(BatchRequest, list[OpportunityInput]),
     responses=schemas.returns(BatchResponse, 400, 401, 413, 422),
 )
-async def predict_batch(request: Request, state: Worker) -> Response:
+async def predict_batch(body: JsonBody, state: Worker) -> Response:
     """Features, every ensemble member and the vote, exactly as the stream scores; at the
     request's ``threshold`` when it gives one."""
     started, received = time.perf_counter(), time.time()
-    body = await request.body()
-    return Response(
-        await run_in_threadpool(_predict_batch, state, body, received, started),
-        media_type="application/json",
+    answer = await to_thread.run_sync(
+        _predict_batch, state, body, received, started, limiter=_scoring
     )
+    return Response(answer, media_type="application/json")
 
 
 @router.post(
@@ -218,14 +220,13 @@ async def predict_batch(request: Request, state: Worker) -> Response:
     openapi_extra=schemas.body(SingleRequest, OpportunityInput),
     responses=schemas.returns(SingleResponse, 400, 401, 422),
 )
-async def predict_single(request: Request, state: Worker) -> Response:
+async def predict_single(body: JsonBody, state: Worker) -> Response:
     """One opportunity, alone or as ``{"opportunity": ..., "threshold": ...}``."""
     started, received = time.perf_counter(), time.time()
-    body = await request.body()
-    return Response(
-        await run_in_threadpool(_predict_single, state, body, received, started),
-        media_type="application/json",
+    answer = await to_thread.run_sync(
+        _predict_single, state, body, received, started, limiter=_scoring
     )
+    return Response(answer, media_type="application/json")
 
 
 @router.post(
@@ -234,20 +235,21 @@ async def predict_single(request: Request, state: Worker) -> Response:
     openapi_extra=schemas.body(FeaturesRequest),
     responses=schemas.returns(FeaturesResponse, 400, 401, 422, 503),
 )
-async def predict_features(request: Request, state: Worker) -> Response:
+async def predict_features(body: JsonBody, state: Worker) -> Response:
     """Seed 002's engine: ``decision`` is ``confidence`` (the 8-feature model's probability of
     success) above the worker's threshold."""
     engine = state.scorer.ensemble.engine
     if engine is None:
         raise HTTPException(503, "no engine model is loaded (the worker's log says why)")
     try:
-        x = engine_vector(_features.decode(await request.body()).features)
+        x = engine_vector(_features.decode(body).features)
     except msgspec.DecodeError as exc:
         raise _bad_json(exc, '{"features": [8 numbers]}') from None
     except FeatureVectorError as exc:
-        raise HTTPException(422, [{"loc": ["body", "features"], "msg": str(exc)}]) from None
+        error = {"loc": ["body", "features"], "msg": str(exc), "type": "value_error"}
+        raise HTTPException(422, [error]) from None
     started = time.perf_counter()
-    confidence = float((await run_in_threadpool(engine.predict, x[None, :]))[0])
+    confidence = float((await to_thread.run_sync(engine.predict, x[None, :]))[0])
     elapsed_ms = (time.perf_counter() - started) * 1e3
     AI_REQUESTS.inc()
     AI_CONFIDENCE.set(confidence)

@@ -1,7 +1,7 @@
 """The API's request and response bodies, as msgspec structs, and their OpenAPI description.
 
-Bodies are decoded and encoded with msgspec, off the event loop with the scoring (a
-10,000-opportunity request is one C call each way); FastAPI publishes their JSON Schemas
+Bodies are decoded and encoded with msgspec (a batch request off the event loop, with its
+scoring: 10,000 opportunities are one C call each way); FastAPI publishes their JSON Schemas
 (:func:`body`, :func:`returns`, :func:`components`), so ``/openapi.json`` and ``/docs`` describe
 exactly what the handlers read and write.
 """
@@ -162,6 +162,86 @@ class PromoteWinnerResponse(ManifestChange):
     p_value: float
 
 
+# -- read-only routes ---------------------------------------------------------------------
+
+
+class Root(msgspec.Struct):
+    """Seed 000's health check."""
+
+    status: str
+    service: str
+    version: str
+    mode: Mode
+    docs: str
+
+
+class Status(msgspec.Struct):
+    """Seed 002's fields (``redis_connected`` is always false: there is no Redis), then ours."""
+
+    ai_engine: Literal["online", "offline"]
+    mode: Mode
+    model_type: str | None
+    redis_connected: bool
+    total_requests: int
+    model_version: str | None
+    threshold: float
+    manifest_revision: int
+
+
+class StreamFigures(msgspec.Struct):
+    opportunities_scored: int
+    executable: int
+    price_ticks: int
+    online_learned: int
+
+
+class MetricsSummary(msgspec.Struct):
+    """Seed 002's ``/predict`` figures, then the stream's."""
+
+    total_requests: int
+    avg_inference_time_ms: float | None
+    last_confidence: float | None
+    mode: Mode
+    stream: StreamFigures
+
+
+class Join(msgspec.Struct):
+    scored_waiting: int
+    outcomes_waiting: int
+
+
+class Health(msgspec.Struct):
+    """The worker's state (the API starts once the tables are recovered)."""
+
+    status: str
+    recovered: bool
+    model_versions: dict[str, str]
+    manifest_revision: int
+    traffic: dict[str, dict[str, float]]
+    providers: dict[str, str]
+    market_tokens: int
+    assigned: list[str]  # topic:partition
+    join: Join
+
+
+class Voting(msgspec.Struct):
+    strategy: str
+    threshold: float
+    weights: dict[str, float]
+    online_weight: float
+
+
+class ModelsSummary(msgspec.Struct):
+    active: dict[str, str]
+    providers: dict[str, str]
+    traffic: dict[str, dict[str, float]]
+    manifest_revision: int
+    voting: Voting
+    online_learned: int
+    performance: dict[str, dict[str, float]]  # member@version: figures from outcomes
+    manifest: list[ModelVersion]
+
+
 class Problem(msgspec.Struct):
     """FastAPI's error body: ``detail`` is a message or a list of errors with their location."""
 
@@ -180,6 +260,11 @@ SCHEMA_TYPES: tuple[Any, ...] = (
     PromoteWinnerRequest,
     ManifestChange,
     PromoteWinnerResponse,
+    Root,
+    Status,
+    MetricsSummary,
+    Health,
+    ModelsSummary,
     Problem,
 )
 REF = "#/components/schemas/{name}"
@@ -213,7 +298,8 @@ _REASONS = {
     401: "Missing or wrong bearer token (APEX_API_TOKEN)",
     404: "No such model version",
     409: "The registry refused the change, or the test is not decided yet",
-    413: "More opportunities than one request may carry",
+    413: "More opportunities, or more bytes, than one request may carry",
+    415: "The body is not declared application/json",
     422: "Invalid values, each with its location",
     503: "The model is not loaded",
 }

@@ -40,16 +40,36 @@ class WorkerState:
         return Scorer(self.scorer.ensemble, self.market_view())
 
 
-def worker(request: Request) -> WorkerState:
+async def worker(request: Request) -> WorkerState:
     state: WorkerState = request.app.state.worker
     return state
 
 
 Worker = Annotated[WorkerState, Depends(worker)]
+#: The largest request body read (10,000 opportunities take about 3 MB).
+MAX_BODY = 16 * 1024 * 1024
 _bearer = HTTPBearer(auto_error=False, description="APEX_API_TOKEN, when the worker has one")
 
 
-def authorized(
+async def json_body(request: Request) -> bytes:
+    """The request's body, which must be declared JSON: a cross-site page can send a form or
+    ``text/plain`` POST without asking first, but not ``application/json`` (CORS preflight)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise HTTPException(415, f"send Content-Type: application/json, not {kind or 'none'!r}")
+    declared = request.headers.get("content-length", "0")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise HTTPException(413, f"the body is {declared} bytes; at most {MAX_BODY}")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(413, f"the body is {len(body)} bytes; at most {MAX_BODY}")
+    return body
+
+
+JsonBody = Annotated[bytes, Depends(json_body)]
+
+
+async def authorized(
     state: Worker,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

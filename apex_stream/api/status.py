@@ -4,78 +4,92 @@
 from __future__ import annotations
 
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from . import schemas
+from .schemas import Health, MetricsSummary, Root, Status, StreamFigures
 from .state import Worker
 
 router = APIRouter(tags=["status"])
+_encoder = msgspec.json.Encoder()
 VERSION = version("apex-stream")
 
 
-def _mode(state: Worker) -> str:
+def _mode(state: Worker) -> Literal["LIVE", "SIMULATION"]:
     return "LIVE" if state.settings.live_trading else "SIMULATION"
+
+
+def _json(body: msgspec.Struct | dict[str, Any]) -> Response:
+    return Response(_encoder.encode(body), media_type="application/json")
 
 
 def _sample(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-@router.get("/", summary="Health check (seed 000)")
-def root(state: Worker) -> dict[str, Any]:
-    return {
-        "status": "ok",
-        "service": "apex-stream worker",
-        "version": VERSION,
-        "mode": _mode(state),
-        "docs": "/docs",
-    }
+@router.get("/", summary="Health check (seed 000)", responses=schemas.returns(Root))
+async def root(state: Worker) -> Response:
+    return _json(Root("ok", "apex-stream worker", VERSION, _mode(state), "/docs"))
 
 
-@router.get("/health", summary="The worker's state: partitions, recovery, models, join")
-def health(state: Worker) -> dict[str, Any]:
-    return state.health()
+@router.get(
+    "/health",
+    summary="The worker's state: partitions, recovery, models, join",
+    responses=schemas.returns(Health),
+)
+async def health(state: Worker) -> Response:
+    # on the event loop: it reads state the stream changes
+    return _json(state.health())
 
 
-@router.get("/status", summary="Engine status (seed 002)")
-def status(state: Worker) -> dict[str, Any]:
-    """Seed 002's fields (there is no Redis: ``redis_connected`` is always false), then ours."""
-    engine = state.scorer.ensemble.engine
-    return {
-        "ai_engine": "online" if engine is not None else "offline",
-        "mode": _mode(state),
-        "model_type": engine.model_type if engine is not None else None,
-        "redis_connected": False,
-        "total_requests": int(_sample("ai_requests_total")),
-        "model_version": engine.version if engine is not None else None,
-        "threshold": state.settings.threshold,
-        "manifest_revision": state.scorer.ensemble.revision,
-    }
+@router.get("/status", summary="Engine status (seed 002)", responses=schemas.returns(Status))
+async def status(state: Worker) -> Response:
+    engine, ensemble = state.scorer.ensemble.engine, state.scorer.ensemble
+    return _json(
+        Status(
+            ai_engine="online" if engine is not None else "offline",
+            mode=_mode(state),
+            model_type=engine.model_type if engine is not None else None,
+            redis_connected=False,
+            total_requests=int(_sample("ai_requests_total")),
+            model_version=engine.version if engine is not None else None,
+            threshold=state.settings.threshold,
+            manifest_revision=ensemble.revision,
+        )
+    )
 
 
-@router.get("/metrics_summary", summary="Request and stream figures (seed 002)")
-def metrics_summary(state: Worker) -> dict[str, Any]:
+@router.get(
+    "/metrics_summary",
+    summary="Request and stream figures (seed 002)",
+    responses=schemas.returns(MetricsSummary),
+)
+async def metrics_summary(state: Worker) -> Response:
     requests = _sample("ai_requests_total")
     latency = _sample("ai_inference_latency_ms_sum")
     scored = {
         d: _sample("apex_opportunities_scored_total", {"decision": d}) for d in ("execute", "skip")
     }
-    return {
-        "total_requests": int(requests),
-        "avg_inference_time_ms": latency / requests if requests else None,
-        "last_confidence": _sample("ai_prediction_confidence") if requests else None,
-        "mode": _mode(state),
-        "stream": {
-            "opportunities_scored": int(sum(scored.values())),
-            "executable": int(scored["execute"]),
-            "price_ticks": int(_sample("apex_price_ticks_total")),
-            "online_learned": state.learning.learner.learned,
-        },
-    }
+    return _json(
+        MetricsSummary(
+            total_requests=int(requests),
+            avg_inference_time_ms=latency / requests if requests else None,
+            last_confidence=_sample("ai_prediction_confidence") if requests else None,
+            mode=_mode(state),
+            stream=StreamFigures(
+                opportunities_scored=int(sum(scored.values())),
+                executable=int(scored["execute"]),
+                price_ticks=int(_sample("apex_price_ticks_total")),
+                online_learned=state.learning.learner.learned,
+            ),
+        )
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics() -> Response:
+async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -53,7 +53,12 @@ def metrics(port: int) -> dict[str, float]:
 
 def post(port: int, path: str, body: bytes) -> tuple[int, Any]:
     """POST to a worker; returns status and JSON body (also for 4xx)."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())

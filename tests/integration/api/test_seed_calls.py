@@ -10,11 +10,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from apex_stream.api.schemas import Health, ModelsSummary
 from apex_stream.settings import ROOT, Settings
 from apex_stream.topics import TopicAdmin
 from tests.support.waiting import wait_for
@@ -104,7 +106,9 @@ async def test_seed_calls_with_curl_and_the_docs_in_a_browser(
         assert answer["decision"] == (answer["confidence"] > 0.78)
         status = curl(f"{base}/status")
         assert status["ai_engine"] == "online" and status["total_requests"] == 1
-        assert curl(f"{base}/health")["status"] == "ok"
+        health = msgspec.convert(curl(f"{base}/health"), Health)  # as documented in OpenAPI
+        assert health.status == "ok" and health.recovered
+        msgspec.convert(curl(f"{base}/models/summary"), ModelsSummary)
         assert curl(f"{base}/metrics_summary")["total_requests"] == 1
         metrics = subprocess.run(
             ["curl", "-sS", f"{base}/metrics"], capture_output=True, text=True, check=True

@@ -69,10 +69,15 @@ def worker_state(registry: Registry, **settings: Any) -> tuple[WorkerState, list
     return state, published
 
 
+def serve(state: WorkerState) -> TestClient:
+    """A client of the API as a local caller (the API on loopback takes local host names)."""
+    return TestClient(create_api(state), base_url="http://localhost")
+
+
 @pytest.fixture
 def client(registry: Registry) -> TestClient:
     state, _ = worker_state(registry)
-    return TestClient(create_api(state))
+    return serve(state)
 
 
 def test_seed_000_batch_request_verbatim(client: TestClient) -> None:
@@ -126,7 +131,14 @@ def test_a_bare_array_and_the_single_forms(client: TestClient) -> None:
 
 
 def test_bad_requests_say_what_is_wrong(client: TestClient) -> None:
-    assert client.post("/predict/batch", content=b"{nope").status_code == 400
+    json_type = {"Content-Type": "application/json"}
+    assert client.post("/predict/batch", content=b"{nope", headers=json_type).status_code == 400
+    # a cross-site form or text/plain POST (no CORS preflight) is refused
+    o = json.loads(_json(opportunity(1, "r1", ["A", "B"])))
+    plain = client.post(
+        "/predict/batch", content=json.dumps([o]), headers={"Content-Type": "text/plain"}
+    )
+    assert plain.status_code == 415
     response = client.post("/predict/batch", json={"opportunities": [{"route_id": "x"}]})
     assert response.status_code == 422
     [error] = response.json()["detail"]
@@ -134,13 +146,12 @@ def test_bad_requests_say_what_is_wrong(client: TestClient) -> None:
     response = client.post("/predict/batch", json={"opportunities": [], "threshold": 1.5})
     assert response.status_code == 422 and "threshold" in response.text
     assert client.post("/predict/batch", json={"opportunities": []}).status_code == 422
-    o = json.loads(_json(opportunity(1, "r1", ["A", "B"])))
     assert client.post("/predict/batch", json=[o] * 10_001).status_code == 413
 
 
 def test_a_token_guards_scoring_and_models_but_not_health(registry: Registry) -> None:
     state, _ = worker_state(registry, api_token="s3cret")
-    client = TestClient(create_api(state))
+    client = serve(state)
     assert client.post("/predict/batch", json=SEED_BATCH).status_code == 401
     wrong = {"Authorization": "Bearer nope"}
     assert client.post("/predict/batch", json=SEED_BATCH, headers=wrong).status_code == 401
@@ -155,7 +166,7 @@ def test_model_management_edits_the_registry_and_publishes(
     registry: Registry, tmp_path: Path
 ) -> None:
     state, published = worker_state(registry)
-    client = TestClient(create_api(state))
+    client = serve(state)
     model = tmp_path / "xgboost_v1.1.0.json"
     shutil.copyfile(registry.folder / "xgboost-1.0.0.ubj", model)
     response = client.post(
@@ -163,7 +174,7 @@ def test_model_management_edits_the_registry_and_publishes(
         json={
             "model_type": "xgboost",
             "model_path": str(model),
-            "version": "1.1.0",
+            "version": "v1.1.0",  # seed 000's spelling
             "metrics": {"accuracy": 0.89, "precision": 0.88, "recall": 0.90},
         },
     )
@@ -174,12 +185,18 @@ def test_model_management_edits_the_registry_and_publishes(
         json={"model_type": "xgboost", "model_path": str(model), "version": "1.1.0"},
     )
     assert again.status_code == 409 and "already registered" in again.text
+    # a file that is not such a model, and pickles, are refused
+    not_a_model = {"model_type": "xgboost", "model_path": "/etc/passwd", "version": "1.2.0"}
+    refused = client.post("/models/register", json=not_a_model)
+    assert refused.status_code == 409 and "does not load and score" in refused.text
+    pickle = {"model_type": "online", "model_path": str(model), "version": "1.2.0"}
+    assert client.post("/models/register", json=pickle).status_code == 422
     response = client.post(
         "/models/ab-test",
         json={
             "model_type": "xgboost",
-            "version_a": "1.0.0",
-            "version_b": "1.1.0",
+            "version_a": "v1.0.0",
+            "version_b": "v1.1.0",
             "traffic_split": [0.8, 0.2],
         },
     )
@@ -205,7 +222,7 @@ def test_model_management_edits_the_registry_and_publishes(
 
 def test_seed_002_predict_status_and_metrics(registry: Registry) -> None:
     state, _ = worker_state(registry, threshold=0.78)
-    client = TestClient(create_api(state))
+    client = serve(state)
     before = client.get("/status").json()["total_requests"]
     response = client.post("/predict", json={"features": [10.5, 1.012, 3, 0.35, 0.87, 0.5, 2, 1.0]})
     assert response.status_code == 200, response.text
@@ -225,7 +242,14 @@ def test_seed_002_predict_status_and_metrics(registry: Registry) -> None:
     short = client.post("/predict", json={"features": [1, 2, 3]})
     assert short.status_code == 422 and "exactly 8 numbers" in short.text
     live, _ = worker_state(registry, live_trading=True)
-    assert TestClient(create_api(live)).get("/status").json()["mode"] == "LIVE"
+    assert serve(live).get("/status").json()["mode"] == "LIVE"
+
+
+def test_a_page_rebinding_its_name_to_loopback_is_refused(registry: Registry) -> None:
+    state, _ = worker_state(registry)
+    client = TestClient(create_api(state), base_url="http://attacker.example")
+    assert client.get("/").status_code == 400
+    assert serve(state).get("/").json()["status"] == "ok"
 
 
 def test_openapi_lists_every_route_with_its_schema(client: TestClient) -> None:
@@ -247,9 +271,11 @@ def test_openapi_lists_every_route_with_its_schema(client: TestClient) -> None:
     listed = {(m, p) for p, ops in document["paths"].items() for m in ops}
     assert routes <= listed
     for method, path in routes:
+        operation = document["paths"][path][method]
         if method == "post":
-            assert document["paths"][path][method]["requestBody"]["content"]["application/json"]
-        assert document["paths"][path][method]["responses"]["200"]
+            assert operation["requestBody"]["content"]["application/json"]["schema"]
+        if path != "/metrics":  # Prometheus' text format
+            assert operation["responses"]["200"]["content"]["application/json"]["schema"]
     refs = json.dumps(document).count("#/components/schemas/")
     assert (
         refs and {"BatchRequest", "ScoredOpportunity"} <= document["components"]["schemas"].keys()
