@@ -160,21 +160,14 @@ _form_decoders = {cls: msgspec.json.Decoder(form) for cls, form in INPUT_FORMS.i
 
 E = TypeVar("E", bound=Event)
 _first = itemgetter(0)
-Payload = bytes | dict[str, Any] | None
-
-
-def opportunity_from(raw: bytes | dict[str, Any], default_time: float | None) -> Opportunity:
-    """An opportunity from a JSON body or its parsed object, canonical or in its input form;
-    ``default_time`` (Unix seconds) stands in for a missing timestamp. Raises
-    :class:`InvalidEvent` with the reason."""
-    return read(raw, Opportunity, default_time)
+Payload = bytes | None
 
 
 def read(raw: Payload, cls: type[E], default_time: float | None) -> E:
     """One message of any topic: the canonical event, else (where the topic has one) the input
     form; raises :class:`InvalidEvent` with the input form's reason."""
     try:
-        return msgspec.convert(raw, cls) if isinstance(raw, dict) else decode(raw, cls)
+        return decode(raw, cls)
     except msgspec.ValidationError as exc:
         reason = f"invalid {cls.__name__}: {exc}"
     except InvalidEvent as exc:
@@ -256,10 +249,7 @@ def _from_form(raw: Payload, cls: type[E], default_time: float | None) -> E:
     if raw is None:
         raise InvalidEvent("message has no value (a tombstone?); send the event as JSON")
     try:
-        if isinstance(raw, dict):
-            form = msgspec.convert(raw, INPUT_FORMS[cls])
-        else:
-            form = _form_decoders[cls].decode(raw)
+        form = _form_decoders[cls].decode(raw)
         if isinstance(form, OpportunityInput):
             return cast(E, _opportunity(form, default_time))
         return cast(E, _price_tick(cast(PriceTickInput, form), default_time))

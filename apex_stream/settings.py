@@ -208,10 +208,11 @@ class Settings(BaseSettings):
 def check_seed_names(environ: Mapping[str, str]) -> list[str]:
     """Refuse seed variables that cannot be honoured or that contradict another name of the same
     knob (:class:`SettingsError`); the notes to log about seed variables that are ignored."""
+    environ = {name.upper(): value for name, value in environ.items()}  # as pydantic reads them
     problems = [f"{name} {reason}" for name, reason in SEED_REFUSED.items() if name in environ]
     for names in SEED_ALIASES.values():
         given = {name: environ[name] for name in names if name in environ}
-        if len(set(given.values())) > 1:
+        if len({_same(value) for value in given.values()}) > 1:
             problems.append(
                 f"{', '.join(f'{k}={v}' for k, v in given.items())} disagree: they set one "
                 f"knob; keep {names[0]} only"
@@ -224,6 +225,14 @@ def check_seed_names(environ: Mapping[str, str]) -> list[str]:
         for name in SEED_IGNORED
         if name in environ
     ]
+
+
+def _same(value: str) -> str:
+    """A value as a knob reads it: ``0.8`` and ``0.80`` agree, ``True`` and ``true`` too."""
+    try:
+        return repr(float(value))
+    except ValueError:
+        return value.strip().lower()
 
 
 @cache

@@ -303,8 +303,8 @@ _EMPTY: frozenset[str] = frozenset()
 
 def batch_of(channel: Channel, records: Sequence[Record], routes: Routes) -> Batch:
     """Decode and validate a channel's records and encode each envelope once (a prediction's
-    with seed 000's fields); a record in its topic's input form (a seed's opportunity or price)
-    is relayed as the stream reads it, normalized; records that do not validate are counted in
+    with seed 000's fields); an opportunity in its input form (as a seed writes it) is relayed
+    as the stream reads it, normalized; records that do not validate are counted in
     ``invalid`` and not relayed."""
     events: list[Any] = []
     kept: list[Record] = []

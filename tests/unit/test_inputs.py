@@ -8,25 +8,36 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
 
 from apex_stream.deadletter import split_valid
 from apex_stream.errors import InvalidEvent
-from apex_stream.events import Opportunity, Outcome, PriceTick, decode, decode_batch, encode
+from apex_stream.events import (
+    Event,
+    Opportunity,
+    Outcome,
+    PriceTick,
+    decode,
+    decode_batch,
+    encode,
+)
 from apex_stream.inputs import (
     CHAIN_NAMES,
     DEFAULT_DEX,
     INPUT_FORMS,
     auto_id,
-    opportunity_from,
-    read,
     read_batch,
+)
+from apex_stream.inputs import (
+    read as read_json,
 )
 from apex_stream.simulator import SimConfig
 from tests.unit.test_events import opportunity, raw
+
+E = TypeVar("E", bound=Event)
 
 #: Seed 000's opportunity, byte for byte as its `POST /predict/batch` example writes it.
 SEED_000 = b"""{
@@ -52,6 +63,16 @@ SEED_001_PRICE: dict[str, Any] = {
     "liquidity": 50000,
     "gasPrice": 50,
 }
+
+
+def read(raw: bytes | dict[str, Any], cls: type[E], default_time: float | None) -> E:
+    """:func:`apex_stream.inputs.read` of a payload (a dict is sent as its JSON)."""
+    body = raw if isinstance(raw, bytes) else json.dumps(raw).encode()
+    return read_json(body, cls, default_time)
+
+
+def opportunity_from(raw: bytes | dict[str, Any], default_time: float | None) -> Opportunity:
+    return read(raw, Opportunity, default_time)
 
 
 @dataclass

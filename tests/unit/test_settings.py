@@ -74,7 +74,9 @@ def test_seed_names_are_aliases(
 
 
 def test_our_name_wins_and_disagreeing_names_are_refused() -> None:
-    assert check_seed_names({"APEX_THRESHOLD": "0.7", "AI_THRESHOLD": "0.7"}) == []
+    assert check_seed_names({"APEX_THRESHOLD": "0.7", "AI_THRESHOLD": "0.70"}) == []
+    with pytest.raises(SettingsError, match="disagree"):
+        check_seed_names({"live_trading": "true", "APEX_LIVE_TRADING": "false"})
     with pytest.raises(SettingsError, match="APEX_THRESHOLD=0.6, AI_THRESHOLD=0.78 disagree"):
         check_seed_names({"APEX_THRESHOLD": "0.6", "AI_THRESHOLD": "0.78"})
 
