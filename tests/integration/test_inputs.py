@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from apex_stream.events import Opportunity, Prediction, decode
+from apex_stream.events import Prediction, decode
 from apex_stream.features import FEATURES
 from apex_stream.inputs import auto_id
 from apex_stream.settings import Settings
 from apex_stream.topics import TopicAdmin
+from tests.support.seeds import SEED_000_OPPORTUNITY as SEED_000
+from tests.support.seeds import seed_000_normalized
 from tests.support.worker import collect, running_worker
-from tests.unit.test_inputs import SEED_000
 
 pytestmark = pytest.mark.slow
 
@@ -43,19 +44,7 @@ async def test_a_kcat_produced_seed_000_opportunity_gets_its_prediction(
     # what the rules make of it, written out by hand: the route without its repeated token,
     # the record's time in seconds, the id derived from both
     time_s = record.timestamp / 1000
-    normalized = Opportunity(
-        opportunity_id="",
-        route_id="usdc_usdt_2hop",
-        chain="polygon",
-        tokens=["USDC", "USDT"],
-        dexes=["quickswap", "sushiswap"],
-        input_amount=1000.0,
-        expected_output=1012.0,
-        gas_estimate=350000.0,
-        profit_usd=12.0,
-        confidence_score=0.85,
-        timestamp=time_s,
-    )
+    normalized = seed_000_normalized(time_s)
     scored = decode(prediction.value, Prediction)
     assert scored.opportunity_id == auto_id(normalized)
     assert prediction.key == scored.opportunity_id.encode()

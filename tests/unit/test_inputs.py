@@ -35,23 +35,12 @@ from apex_stream.inputs import (
     read as read_json,
 )
 from apex_stream.simulator import SimConfig
+from tests.support.seeds import SEED_000_OPPORTUNITY, seed_000_normalized, seed_000_opportunity
 from tests.unit.test_events import opportunity, raw
 
 E = TypeVar("E", bound=Event)
 
-#: Seed 000's opportunity, byte for byte as its `POST /predict/batch` example writes it.
-SEED_000 = b"""{
-      "route_id": "usdc_usdt_2hop",
-      "tokens": ["USDC", "USDT", "USDC"],
-      "dexes": ["quickswap", "sushiswap"],
-      "input_amount": 1000.0,
-      "expected_output": 1012.0,
-      "gas_estimate": 350000,
-      "profit_usd": 12.0,
-      "confidence_score": 0.85,
-      "chain": "polygon"
-    }"""
-SEED_000_OPPORTUNITY: dict[str, Any] = json.loads(SEED_000)
+SEED_000 = SEED_000_OPPORTUNITY
 NOW_MS = int(time.time() * 1000)
 #: Seed 001's `collector.recordPrice({...})`, as JSON.stringify writes it.
 SEED_001_PRICE: dict[str, Any] = {
@@ -88,7 +77,7 @@ class Record:
 
 
 def seed_000(**changes: object) -> bytes:
-    return json.dumps(SEED_000_OPPORTUNITY | changes).encode()
+    return json.dumps(seed_000_opportunity(**changes)).encode()
 
 
 def record(offset: int, value: bytes | None, timestamp: int | None = NOW_MS) -> Record:
@@ -107,19 +96,7 @@ def reason(raw: bytes | dict[str, Any], cls: type[Any] = Opportunity) -> str:
 def test_seed_000_opportunity_as_written_normalizes() -> None:
     (event,), kept, rejected = split_valid([record(0, SEED_000)], Opportunity)
     assert rejected == [] and kept[0].offset == 0
-    assert event == Opportunity(
-        opportunity_id=event.opportunity_id,
-        route_id="usdc_usdt_2hop",
-        chain="polygon",
-        tokens=["USDC", "USDT"],
-        dexes=["quickswap", "sushiswap"],
-        input_amount=1000.0,
-        expected_output=1012.0,
-        gas_estimate=350000.0,
-        profit_usd=12.0,
-        confidence_score=0.85,
-        timestamp=NOW_MS / 1000,
-    )
+    assert event == seed_000_normalized(NOW_MS / 1000, event.opportunity_id)
     blank = encode(msgspec.structs.replace(event, opportunity_id=""))
     assert event.opportunity_id == "auto-" + hashlib.blake2b(blank, digest_size=16).hexdigest()
     assert event.key() == event.opportunity_id.encode()
@@ -147,14 +124,16 @@ def test_a_given_id_is_kept() -> None:
 
 def test_opportunity_from_takes_bytes_or_a_parsed_object_canonical_or_not() -> None:
     from_bytes = opportunity_from(SEED_000, 1.7e9)
-    assert opportunity_from(SEED_000_OPPORTUNITY, 1.7e9) == from_bytes
+    assert opportunity_from(seed_000_opportunity(), 1.7e9) == from_bytes
     assert from_bytes.timestamp == 1.7e9
     assert auto_id(from_bytes) == from_bytes.opportunity_id
     canonical = opportunity()
     assert opportunity_from(canonical, 1.7e9) == Opportunity(**canonical)  # type: ignore[arg-type]
     assert opportunity_from(raw(canonical), 1.7e9) == decode(raw(canonical), Opportunity)
     with pytest.raises(InvalidEvent, match="missing required field `route_id`"):
-        opportunity_from({k: v for k, v in SEED_000_OPPORTUNITY.items() if k != "route_id"}, 1.7e9)
+        opportunity_from(
+            {k: v for k, v in seed_000_opportunity().items() if k != "route_id"}, 1.7e9
+        )
 
 
 # -- routes ---------------------------------------------------------------------------------------

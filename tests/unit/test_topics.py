@@ -13,8 +13,9 @@ from apex_stream.events import EVENT_FOR_TOPIC, encode
 from apex_stream.inputs import INPUT_FORMS
 from apex_stream.resources import TOPICS
 from apex_stream.topics import event_schema, load_specs
+from tests.support.seeds import seed_000_opportunity
 from tests.unit.test_events import EXAMPLES, opportunity, raw
-from tests.unit.test_inputs import SEED_000_OPPORTUNITY, SEED_001_PRICE
+from tests.unit.test_inputs import SEED_001_PRICE
 
 SPECS = load_specs(TOPICS)
 
@@ -73,7 +74,7 @@ def test_schema_rejects_what_the_decoder_rejects() -> None:
 def test_topics_with_an_input_form_describe_it() -> None:
     """Seed 000's opportunity and seed 001's price record validate against their topics'
     schemas, as the second of the accepted forms; what neither form takes does not."""
-    for topic, example in (("opportunities", SEED_000_OPPORTUNITY), ("prices", SEED_001_PRICE)):
+    for topic, example in (("opportunities", seed_000_opportunity()), ("prices", SEED_001_PRICE)):
         schema = SPECS[topic].value_schema
         first, form = schema["anyOf"]
         assert (first["title"], form["title"]) == (

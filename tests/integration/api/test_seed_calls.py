@@ -19,33 +19,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 from apex_stream.api.schemas import Health, ModelsSummary
 from apex_stream.settings import ROOT, Settings
 from apex_stream.topics import TopicAdmin
+from tests.support.seeds import SEED_000_BATCH, SEED_002_PREDICT
 from tests.support.waiting import wait_for
 from tests.support.worker import get, running_worker
 
 pytestmark = pytest.mark.slow
 
-#: seed 000's request example, verbatim
-SEED_000_BATCH = """{
-  "opportunities": [
-    {
-      "route_id": "usdc_usdt_2hop",
-      "tokens": ["USDC", "USDT", "USDC"],
-      "dexes": ["quickswap", "sushiswap"],
-      "input_amount": 1000.0,
-      "expected_output": 1012.0,
-      "gas_estimate": 350000,
-      "profit_usd": 12.0,
-      "confidence_score": 0.85,
-      "chain": "polygon"
-    }
-  ],
-  "threshold": 0.8,
-  "use_gpu": false
-}"""
-#: seed 002's /predict body, verbatim
-SEED_002_PREDICT = """{
-    "features": [10.5, 1.012, 3, 0.35, 0.87, 0.5, 2, 1.0]
-  }"""
+SEED_000_BODY, SEED_002_BODY = SEED_000_BATCH.decode(), SEED_002_PREDICT.decode()
 
 
 def curl(url: str, body: str | None = None) -> Any:
@@ -74,7 +54,7 @@ async def test_seed_calls_with_curl_and_the_docs_in_a_browser(
     env = {"APEX_MODELS_DIR": str(models), "AI_THRESHOLD": "0.78"}
     with running_worker(settings, port, tmp_path / "worker.log", env):
         # seed 000: the batch request as documented
-        body = curl(f"{base}/predict/batch", SEED_000_BATCH)
+        body = curl(f"{base}/predict/batch", SEED_000_BODY)
         [p] = body["predictions"]
         assert p["route_id"] == "usdc_usdt_2hop"
         assert 0 <= p["prediction_score"] <= 1
@@ -100,7 +80,7 @@ async def test_seed_calls_with_curl_and_the_docs_in_a_browser(
         ).items()
 
         # seed 002: the 8-feature engine at the threshold its AI_THRESHOLD set
-        answer = curl(f"{base}/predict", SEED_002_PREDICT)
+        answer = curl(f"{base}/predict", SEED_002_BODY)
         assert answer.keys() >= {"decision", "confidence", "threshold", "mode"}
         assert answer["threshold"] == 0.78 and answer["mode"] == "SIMULATION"
         assert answer["decision"] == (answer["confidence"] > 0.78)

@@ -22,25 +22,9 @@ from apex_stream.inference.scoring import Scorer
 from apex_stream.learning.outcomes import Learning
 from apex_stream.settings import Settings
 from tests.support.events import opportunity
+from tests.support.seeds import SEED_000_BATCH, SEED_002_PREDICT
 
-#: seed 000's request example, verbatim
-SEED_BATCH = {
-    "opportunities": [
-        {
-            "route_id": "usdc_usdt_2hop",
-            "tokens": ["USDC", "USDT", "USDC"],
-            "dexes": ["quickswap", "sushiswap"],
-            "input_amount": 1000.0,
-            "expected_output": 1012.0,
-            "gas_estimate": 350000,
-            "profit_usd": 12.0,
-            "confidence_score": 0.85,
-            "chain": "polygon",
-        }
-    ],
-    "threshold": 0.8,
-    "use_gpu": False,
-}
+SEED_BATCH = json.loads(SEED_000_BATCH)
 
 
 def empty_view() -> MarketView:
@@ -224,7 +208,7 @@ def test_seed_002_predict_status_and_metrics(registry: Registry) -> None:
     state, _ = worker_state(registry, threshold=0.78)
     client = serve(state)
     before = client.get("/status").json()["total_requests"]
-    response = client.post("/predict", json={"features": [10.5, 1.012, 3, 0.35, 0.87, 0.5, 2, 1.0]})
+    response = client.post("/predict", json=json.loads(SEED_002_PREDICT))
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["threshold"] == 0.78 and answer["mode"] == "SIMULATION"

@@ -23,6 +23,7 @@ from apex_stream.bridge.protocol import (
 )
 from apex_stream.events import Alert, encode
 from tests.support import events
+from tests.support.seeds import seed_000_opportunity
 
 
 @dataclass
@@ -138,19 +139,7 @@ def test_envelopes_carry_the_event_and_its_kafka_position() -> None:
 
 
 def test_an_opportunity_in_seed_form_is_relayed_normalized() -> None:
-    value = json.dumps(
-        {
-            "route_id": "usdc_usdt_2hop",
-            "tokens": ["USDC", "USDT", "USDC"],
-            "dexes": ["quickswap", "sushiswap"],
-            "input_amount": 1000.0,
-            "expected_output": 1012.0,
-            "gas_estimate": 350000,
-            "profit_usd": 12.0,
-            "confidence_score": 0.85,
-            "chain": 137,
-        }
-    ).encode()
+    value = json.dumps(seed_000_opportunity(chain=137)).encode()
     stamp = 1_767_225_600_123
     batch = batch_of(CHANNELS["opportunities"], [Rec(0, 0, stamp, value)], Routes())
     data = json.loads(batch.encoded[0])["data"]
