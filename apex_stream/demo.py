@@ -60,9 +60,14 @@ class Figures:
         return sum(1 for t in self.arrivals if t >= horizon) / seconds
 
 
-def _worker_json(port: int, path: str) -> dict[str, Any]:
+def _worker_json(settings: Settings, path: str) -> dict[str, Any]:
+    token = settings.api_token
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{settings.web_port}{path}",
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+    )
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+        with urllib.request.urlopen(request, timeout=2) as response:
             figures: dict[str, Any] = json.loads(response.read())
             return figures
     except OSError:
@@ -79,7 +84,7 @@ def _known(value: Any, spec: str) -> str:
 def _scoring(settings: Settings) -> bool:
     """The worker has recovered its tables and its batch path holds opportunities partitions
     (the market starts only then: it would otherwise open the run with a queue)."""
-    health = _worker_json(settings.web_port, "/health")
+    health = _worker_json(settings, "/health")
     topic = settings.topic_name("opportunities") + ":"
     return bool(health.get("recovered")) and any(
         a.startswith(topic) for a in health.get("assigned", [])
@@ -127,7 +132,7 @@ def _view(figures: Figures, summary: dict[str, Any], started: float, settings: S
             "$" + _known(perf.get("realized_profit_usd"), ",.0f"),
         )
     footer = (
-        f"worker API: http://127.0.0.1:{settings.web_port}/health · /metrics · /models/summary · "
+        f"worker API: http://127.0.0.1:{settings.web_port}/docs · /health · /models/summary · "
         f"dashboard: http://{settings.bridge_host}:{settings.bridge_port}/ · Ctrl-C stops"
     )
     return Group(head, models, footer)
@@ -184,9 +189,7 @@ async def run_demo(
         with Live(console=console, refresh_per_second=2) as live:
             while not tasks[1].done():
                 # urllib blocks: off the loop that consumes the predictions being timed
-                summary = await asyncio.to_thread(
-                    _worker_json, settings.web_port, "/models/summary"
-                )
+                summary = await asyncio.to_thread(_worker_json, settings, "/models/summary")
                 live.update(_view(figures, summary, started, settings))
                 await asyncio.sleep(1.0)
             await tasks[1]
@@ -194,7 +197,7 @@ async def run_demo(
             live.update(
                 _view(
                     figures,
-                    _worker_json(settings.web_port, "/models/summary"),
+                    _worker_json(settings, "/models/summary"),
                     started,
                     settings,
                 )

@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -45,10 +44,10 @@ from aiokafka import TopicPartition
 
 from apex_stream.client import kafka_consumer, kafka_producer
 from apex_stream.settings import Settings
+from bench.harness.paced import drop, fresh, paced
 from bench.harness.processes import start_worker, stop_process
 from bench.harness.procstat import cpu_ticks
 from bench.harness.pyspy import stacks
-from bench.harness.topics import create_topics, drop_topics
 from bench.harness.traffic import Arrivals, Sender, Traffic
 
 HERE = Path(__file__).parent
@@ -59,18 +58,6 @@ HOLD_SECONDS = float(os.environ.get("BENCH_HOLD_SECONDS", "60"))
 LOADS = tuple(int(x) for x in os.environ.get("BENCH_LOADS", "1000,5000,10000").split(","))
 LOAD_SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "30"))
 HZ = os.sysconf("SC_CLK_TCK")
-
-
-def fresh() -> Settings:
-    """A step's own topics."""
-    settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
-    asyncio.run(create_topics(settings))
-    return settings
-
-
-def drop(settings: Settings) -> None:
-    """Delete a step's topics (its own and its workers' changelogs): the broker stays lean."""
-    asyncio.run(drop_topics(settings))
 
 
 def drain(traffic: Traffic, workers: int = 1, env: dict[str, str] | None = None) -> dict:
@@ -98,43 +85,6 @@ def drain(traffic: Traffic, workers: int = 1, env: dict[str, str] | None = None)
         "opportunities": traffic.opportunities,
         "counts": traffic.counts(),
         "worker_cores": cores / seconds,
-    }
-
-
-def paced(rate: float, seconds: float, env: dict[str, str] | None = None) -> dict:
-    """``seconds`` of the mix offered at ``rate`` to one worker; latency of every prediction
-    (the first ``seconds / 6`` are warm-up and left out)."""
-    traffic = Traffic.simulate(rate, seconds + seconds / 6)
-    settings = fresh()
-    sender = Sender(settings)
-    proc = start_worker(settings, LOG, env)
-    arrivals = Arrivals(settings, sender)
-    ticks = cpu_ticks(proc.pid)
-    try:
-        t0 = time.time()
-        sender.paced(traffic, rate)
-        sent_for = time.time() - t0
-        cores = (cpu_ticks(proc.pid) - ticks) / HZ / sent_for
-        complete = arrivals.wait(traffic.opportunities, 60)
-        behind = time.time() - t0 - sent_for
-        latency = arrivals.latency_ms()
-        numbers = np.array(sorted(set(arrivals.numbers)))
-    finally:
-        stop_process(proc)
-        arrivals.stop()
-        drop(settings)
-    measured = latency[numbers >= np.quantile(numbers, 1 / 7)] if len(latency) else latency
-    p50, p95, p99, top = np.percentile(measured, [50, 95, 99, 100]).tolist()
-    return {
-        "offered_per_s": traffic.opportunities / sent_for,
-        "opportunities": traffic.opportunities,
-        "complete": bool(complete),
-        "last_prediction_after_last_send_s": behind,
-        "p50_ms": p50,
-        "p95_ms": p95,
-        "p99_ms": p99,
-        "max_ms": top,
-        "worker_cores": cores,
     }
 
 
@@ -341,7 +291,7 @@ def main() -> None:
     attempts = []
     rate = round(results["drain"]["per_s"] * 0.9, -3)
     for _ in range(3):
-        attempt = paced(rate, HOLD_SECONDS) | {"rate": rate}
+        attempt = paced(rate, HOLD_SECONDS, LOG) | {"rate": rate}
         attempt["held"] = held(attempt)
         attempts.append(attempt)
         print(f"(a) held at {rate:,.0f}/s? {attempt}", flush=True)
@@ -351,7 +301,7 @@ def main() -> None:
     results["hold_attempts"] = attempts
     results["latency"] = {}
     for load in LOADS:
-        results["latency"][str(load)] = paced(load, LOAD_SECONDS)
+        results["latency"][str(load)] = paced(load, LOAD_SECONDS, LOG)
         print(f"(b) {load}/s: {results['latency'][str(load)]}", flush=True)
     results["start"] = start_time()
     print(f"(f) start {results['start']}", flush=True)

@@ -33,9 +33,10 @@ def health(port: int) -> dict:
 def start_worker(
     settings: Settings, log: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """An `apex-stream worker` (or BENCH_WORKER's command) on the run's topics, ``env`` added,
-    once it holds partitions and has recovered its tables."""
-    port = free_port()
+    """An `apex-stream worker` (or BENCH_WORKER's command) on the run's topics, ``env`` added
+    (its APEX_WEB_PORT, if any, is the worker's port), once it holds partitions and has
+    recovered its tables."""
+    port = int((env or {}).get("APEX_WEB_PORT") or free_port())
     proc = subprocess.Popen(
         [sys.executable, *os.environ.get("BENCH_WORKER", "-m apex_stream.cli worker").split()],
         env=os.environ
