@@ -6,14 +6,17 @@
 One worker is offered what `apex-stream produce --rate RATE` sends (price ticks, opportunities,
 one outcome per opportunity) for SECONDS, twice on fresh topics: alone, then while a client
 posts seed 000 batch requests of ROWS opportunities to `/predict/batch`, one after another, for
-the whole run. Stream latency is what a consumer of `predictions` sees (the API's answers go to
-the client, not to the topic); the API's figures are each request's round trip at the client.
+the whole run, from a process of its own. Stream latency is what a consumer of `predictions`
+sees (the API's answers go to the client, not to the topic); the API's figures are each
+request's round trip at the client.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -43,55 +46,60 @@ def batch_body(rows: int) -> bytes:
     return b'{"opportunities":[' + b",".join(values[:rows]) + b'],"threshold":0.8}'
 
 
-def posting(
-    body: bytes, requests: list[dict[str, float]]
-) -> Callable[[int], AbstractContextManager[None]]:
-    """While its block runs, post ``body`` to the worker's /predict/batch back to back."""
+def post_until_stopped(port: int, rows: int) -> None:
+    """The client (a process of its own, so that parsing answers takes no time from the load
+    generator): post back to back until SIGTERM, one JSON line per request on stdout."""
+    body = batch_body(rows)
+    url = f"http://127.0.0.1:{port}/predict/batch"
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.is_set():
+        started = time.perf_counter()
+        request = urllib.request.Request(
+            url, data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.loads(response.read())
+        trip = {
+            "round_trip_ms": (time.perf_counter() - started) * 1e3,
+            "score_ms": answer["timing"]["score_ms"],
+            "rows": answer["total_opportunities"],
+            "bytes": len(body),
+        }
+        print(json.dumps(trip), flush=True)
+
+
+def posting(requests: list[dict[str, float]]) -> Callable[[int], AbstractContextManager[None]]:
+    """While its block runs, a client process posts ROWS-opportunity batches back to back."""
 
     @contextmanager
     def during(port: int) -> Iterator[None]:
-        stop = threading.Event()
-        url = f"http://127.0.0.1:{port}/predict/batch"
-
-        def run() -> None:
-            while not stop.is_set():
-                started = time.perf_counter()
-                request = urllib.request.Request(
-                    url, data=body, headers={"Content-Type": "application/json"}
-                )
-                with urllib.request.urlopen(request, timeout=120) as response:
-                    answer = json.loads(response.read())
-                requests.append(
-                    {
-                        "round_trip_ms": (time.perf_counter() - started) * 1e3,
-                        "score_ms": answer["timing"]["score_ms"],
-                        "rows": answer["total_opportunities"],
-                    }
-                )
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
+        client = subprocess.Popen(
+            [sys.executable, "-m", "bench.api", "--post", str(port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             yield
         finally:
-            stop.set()
-            thread.join()
+            client.terminate()
+            out, _ = client.communicate(timeout=180)
+            requests.extend(json.loads(line) for line in out.splitlines())
 
     return during
 
 
 def main() -> None:
-    body = batch_body(ROWS)
     results: dict[str, Any] = {"machine": machine(), "rate": RATE, "seconds": SECONDS}
     results["stream_alone"] = paced(RATE, SECONDS, LOG)
     requests: list[dict[str, float]] = []
-    results["stream_with_api"] = paced(RATE, SECONDS, LOG, during=posting(body, requests))
+    results["stream_with_api"] = paced(RATE, SECONDS, LOG, during=posting(requests))
     trips = np.array([r["round_trip_ms"] for r in requests])
     scored = np.array([r["score_ms"] for r in requests])
     rows = sum(r["rows"] for r in requests)
     results["api"] = {
         "rows_per_request": ROWS,
-        "request_bytes": len(body),
+        "request_bytes": requests[0]["bytes"],
         "requests": len(requests),
         "round_trip_p50_ms": float(np.percentile(trips, 50)),
         "round_trip_p99_ms": float(np.percentile(trips, 99)),
@@ -131,7 +139,9 @@ def report(r: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    if "--report" in sys.argv:
+    if "--post" in sys.argv:
+        post_until_stopped(int(sys.argv[sys.argv.index("--post") + 1]), ROWS)
+    elif "--report" in sys.argv:
         report(json.loads((HERE / "api.json").read_text()))
     else:
         main()
