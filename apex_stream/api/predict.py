@@ -73,9 +73,12 @@ def _bad_json(exc: msgspec.DecodeError, form: str) -> HTTPException:
     return HTTPException(400, f"expected {form}: {exc}")
 
 
-def _opportunities(raw: list[msgspec.Raw], received: float) -> list[Opportunity]:
+def _opportunities(
+    raw: list[msgspec.Raw], received: float, where: list[str | int] | None = None
+) -> list[Opportunity]:
     """Every opportunity of a request, in any form the stream reads (a missing timestamp is the
-    time the request arrived), or 422 listing each invalid one with its reason."""
+    time the request arrived), or 422 listing each invalid one with its reason and location
+    (``where``, else its place in the batch)."""
     if not raw:
         raise HTTPException(422, "send at least one opportunity")
     if len(raw) > MAX_BATCH:
@@ -85,7 +88,7 @@ def _opportunities(raw: list[msgspec.Raw], received: float) -> list[Opportunity]
         raise HTTPException(
             422,
             [
-                {"loc": ["body", "opportunities", i], "msg": reason, "type": "value_error"}
+                {"loc": where or ["body", "opportunities", i], "msg": reason, "type": "value_error"}
                 for i, reason in batch.rejected
             ],
         )
@@ -183,7 +186,8 @@ def _predict_single(state: WorkerState, body: bytes, received: float, started: f
         request = _single.decode(body) if wrapped else _RawSingle(msgspec.Raw(body))
     except msgspec.DecodeError as exc:
         raise _bad_json(exc, "an opportunity, or {opportunity, threshold, use_gpu}") from None
-    [opportunity] = _opportunities([request.opportunity], received)
+    where: list[str | int] = ["body", "opportunity"] if wrapped else ["body"]
+    [opportunity] = _opportunities([request.opportunity], received, where)
     [row], scores, gpu, timing = _score(
         state, [opportunity], request.threshold, request.use_gpu, started
     )

@@ -112,6 +112,9 @@ def test_a_bare_array_and_the_single_forms(client: TestClient) -> None:
     assert batch["predictions"][0]["score"] == alone["score"] == wrapped["score"]
     assert alone["threshold"] == 0.5 and wrapped["threshold"] == 0.3
     assert alone["opportunity_id"] == "o1"
+    broken = client.post("/predict/single", json={"opportunity": {"route_id": "x"}})
+    assert broken.status_code == 422
+    assert broken.json()["detail"][0]["loc"] == ["body", "opportunity"]
 
 
 def test_bad_requests_say_what_is_wrong(client: TestClient) -> None:
