@@ -20,7 +20,7 @@ from apex_stream.settings import Settings
 from apex_stream.simulator import MarketSimulator
 from apex_stream.topics import TopicAdmin
 from tests.support.waiting import wait_for
-from tests.support.worker import collect, get, post, running_worker
+from tests.support.worker import collect, get, metrics, post, running_worker
 
 MEMBERS = set(members.MEMBERS)
 pytestmark = pytest.mark.slow
@@ -92,7 +92,15 @@ async def test_outcomes_teach_the_online_learner(
     with running_worker(settings, port, tmp_path / "worker.log") as _:
         before = get(port, "/models/summary")["online_learned"]
         async with EventProducer(settings) as producer:
-            await producer.send_many([*prices, *opportunities])
+            # the market first, so each opportunity is scored with its route's market state
+            # (Kafka keeps no order across topics: sent together, some would be scored first)
+            await producer.send_many(prices)
+            await wait_for(
+                lambda: metrics(port).get("apex_price_ticks_total", 0) >= len(prices),
+                60,
+                "the price ticks applied",
+            )
+            await producer.send_many(opportunities)
             await producer.flush()
             await producer.send_many(outcomes)
         await wait_for(
@@ -108,9 +116,9 @@ async def test_outcomes_teach_the_online_learner(
     online = summary["performance"]["online@1.0.0"]
     assert online["samples"] == len(outcomes) >= 5_000
     # AUC of each member's scores against realised success over 5,000+ outcomes: by chance it
-    # would be 0.5 ± ~0.01; the simulator's signal puts it far above (0.75-0.82 here, 0.65 in
-    # a loaded CI run, where more opportunities were scored before their tokens' prices
-    # arrived: Kafka keeps no order across topics)
+    # would be 0.5 ± ~0.01; the simulator's signal puts it far above (0.73-0.83 here with the
+    # prices applied first; sent together with the opportunities the online member's fell to
+    # 0.59-0.66, as more opportunities were scored before their tokens' prices)
     assert online["auc"] > 0.6
     for member in MEMBERS:
         assert summary["performance"][f"{member}@1.0.0"]["auc"] > 0.6
