@@ -7,16 +7,19 @@ import asyncio
 import gc
 import logging
 import os
+import uuid
 
 import faust
 
 from .api.app import attach as attach_api
 from .app import Pipeline
 from .errors import TopicError
+from .events import Alert
 from .features import agent as features_agent
 from .features.agent import MarketView
 from .inference.control import follow
 from .inference.ensemble import Ensemble
+from .inference.online_member import SnapshotError
 from .inference.registry import Manifest
 from .inference.scoring import Scorer
 from .learning.monitor import Monitor
@@ -60,10 +63,17 @@ def attach_stream(pipeline: Pipeline, source: BatchSource) -> None:
     async def start_batch_path() -> None:
         learning, table = process.learning, pipeline.learner_state
         blob = table.get(pipeline.settings.app_id.encode())  # tables are recovered by now
+        refused = None
         if blob is not None:
-            learning.restore(blob)
+            try:
+                learning.restore(blob)
+            except SnapshotError as exc:
+                refused = snapshot_refused(exc, learning.learner.version)
+                log.error(refused.message)
         settle_garbage_collector()
         await app.add_runtime_dependency(source)
+        if refused is not None:
+            await source.publish([refused])
 
     @app.timer(interval=pipeline.settings.metrics_every_s)  # type: ignore[untyped-decorator]
     async def report() -> None:
@@ -71,6 +81,21 @@ def attach_stream(pipeline: Pipeline, source: BatchSource) -> None:
         monitor = process.monitor
         if source.owned:  # started
             await source.publish([*monitor.health(), monitor.metric()])
+
+
+def snapshot_refused(reason: SnapshotError, version: str) -> Alert:
+    """The alert for a learner-state snapshot that was not loaded."""
+    return Alert(
+        alert_id=uuid.uuid4().hex,
+        kind="online.snapshot-refused",
+        severity="critical",
+        message=(
+            f"online learner: the learner-state snapshot was refused ({reason}); continuing "
+            f"from the shipped model {version}"
+        ),
+        data={},
+        model_version=version,
+    )
 
 
 def settle_garbage_collector() -> None:

@@ -37,8 +37,6 @@ router = APIRouter(prefix="/models", tags=["models"], dependencies=[Depends(auth
 #: One registry edit at a time in this worker: each reads the manifest and writes the next
 #: revision (the CLI and the lifecycle controller edit the same folder; run one at a time)
 _editing = asyncio.Lock()
-#: The online learner's files are pickles, which run code when loaded: only the CLI takes them
-NOT_OVER_HTTP = {"online"}
 _encoder = msgspec.json.Encoder()
 S = TypeVar("S")
 
@@ -51,8 +49,6 @@ def _read(body: bytes, kind: type[S]) -> S:
         raise HTTPException(422, [error]) from None
     except msgspec.DecodeError as exc:
         raise HTTPException(400, f"not JSON: {exc}") from None
-    if getattr(request, "model_type", None) in NOT_OVER_HTTP:
-        raise HTTPException(422, "online learner files are pickles: register them with the CLI")
     return request
 
 

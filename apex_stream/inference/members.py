@@ -104,7 +104,7 @@ SPECS: dict[str, MemberSpec] = {
     for spec in (
         MemberSpec("xgboost", "xgboost-booster", "ubj", _xgboost, True, "xgboost_threads", 0.6),
         MemberSpec("onnx", "onnx-mlp", "onnx", _onnx, True, "onnx_threads", 0.4),
-        MemberSpec("online", "river-logreg", "pkl", _online, False, None, None),
+        MemberSpec("online", "river-logreg", "json", _online, False, None, None),
     )
 }
 #: Every member, in the order of the scored state's member columns.

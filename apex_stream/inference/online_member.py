@@ -11,21 +11,48 @@ same model's state as arrays instead and applies river's arithmetic to a batch:
   per-row gradients. ``chunk=1`` is river's per-sample learning (a test holds them equal); the
   default chunk is measured against it in ``bench/online_learner.py``.
 
-Snapshots are river pipelines (the format of the shipped model file), so the state can be
-loaded and continued with river itself.
+Snapshots (the shipped model file, the worker's learner-state table) are JSON of plain numbers
+(:class:`Snapshot`): reading one cannot run code, as reading a pickle from a Kafka topic could.
+:meth:`OnlineLearner.to_river` gives the same state as a river pipeline, to continue with river.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from typing import Literal
 
+import msgspec
 import numpy as np
 from river import compose, linear_model, optim, preprocessing, utils
 
 #: Outcomes per SGD step when learning a batch (see the module docstring).
 CHUNK = 8
+
+
+class SnapshotError(ValueError):
+    """A snapshot that is not a learner's state (malformed, tampered, another format)."""
+
+
+class Snapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The learner's whole state as plain numbers, decoded with a schema."""
+
+    format: Literal["apex-online/1"]
+    features: list[str]
+    version: str
+    lr: float
+    chunk: int
+    intercept_lr: float
+    counts: list[float]
+    means: list[float]
+    vars: list[float]
+    weights: list[float]
+    intercept: float
+    iterations: int
+    learned: int
+
+
+_snapshot = msgspec.json.Decoder(Snapshot)
 
 
 class OnlineLearner:
@@ -121,14 +148,48 @@ class OnlineLearner:
         return learner
 
     def snapshot(self) -> bytes:
-        """The learner's whole state, for a restart (a pickled river pipeline)."""
-        return pickle.dumps((self.features, self.version, self.to_river(), self.learned))
+        """The learner's whole state, for a restart (:class:`Snapshot` as JSON)."""
+        return msgspec.json.encode(
+            Snapshot(
+                "apex-online/1",
+                list(self.features),
+                self.version,
+                self.lr,
+                self.chunk,
+                self.intercept_lr,
+                self.counts.tolist(),
+                self.means.tolist(),
+                self.vars.tolist(),
+                self.weights.tolist(),
+                self.intercept,
+                self.iterations,
+                self.learned,
+            )
+        )
 
     @classmethod
     def restore(cls, blob: bytes) -> OnlineLearner:
-        """A learner from :meth:`snapshot` (callers compare ``features`` with their own)."""
-        features, version, model, learned = pickle.loads(blob)
-        return cls.from_river(model, features, version, learned)
+        """A learner from :meth:`snapshot` (callers compare ``features`` with their own); a blob
+        that is not one raises :class:`SnapshotError` saying why."""
+        try:
+            state = _snapshot.decode(blob)
+        except msgspec.DecodeError as exc:
+            raise SnapshotError(f"not an online-learner snapshot: {exc}") from None
+        arrays = {
+            name: np.array(getattr(state, name), np.float64)
+            for name in ("counts", "means", "vars", "weights")
+        }
+        width = len(state.features)  # (JSON numbers are finite: msgspec refuses the others)
+        if any(len(a) != width for a in arrays.values()) or state.chunk < 1:
+            raise SnapshotError(f"snapshot arrays do not match its {width} features")
+        if (arrays["vars"] < 0).any():
+            raise SnapshotError("snapshot holds negative variances")
+        learner = cls(state.features, state.version, lr=state.lr, chunk=state.chunk)
+        learner.intercept_lr, learner.intercept = state.intercept_lr, state.intercept
+        learner.counts, learner.means = arrays["counts"], arrays["means"]
+        learner.vars, learner.weights = arrays["vars"], arrays["weights"]
+        learner.iterations, learner.learned = state.iterations, state.learned
+        return learner
 
 
 def _standardise(X: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:

@@ -34,7 +34,8 @@ class Learning:
         self._since_snapshot = 0
 
     def restore(self, blob: bytes) -> None:
-        """Continue from a snapshot of the learner-state table (when it fits the features)."""
+        """Continue from a snapshot of the learner-state table (when it fits the features);
+        :class:`SnapshotError` for a blob that is not one (the learner stays as it is)."""
         restored = OnlineLearner.restore(blob)
         if restored.features == self.learner.features:
             self.learner.adopt(restored)

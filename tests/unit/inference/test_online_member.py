@@ -3,11 +3,15 @@ snapshot is a river pipeline that restores it exactly, and it learns an informat
 
 from __future__ import annotations
 
+import json
+import pickle
+from pathlib import Path
+
 import numpy as np
 import pytest
 from river import linear_model, optim, preprocessing
 
-from apex_stream.inference.online_member import OnlineLearner
+from apex_stream.inference.online_member import OnlineLearner, SnapshotError
 from apex_stream.training.metrics import roc_auc
 
 NAMES = ("a", "b", "c", "d", "constant")
@@ -148,3 +152,37 @@ def test_learns_an_informative_signal() -> None:
     # the sign of each informative weight is learned
     _, regression = learner.to_river().steps.values()
     assert regression.weights["a"] > 0 > regression.weights["b"]
+
+
+class _Payload:
+    """A pickle that creates a file when unpickled: what a writer of the topic could send."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.path), "w"))
+
+
+def test_a_snapshot_cannot_run_code(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(SnapshotError, match="not an online-learner snapshot"):
+        OnlineLearner.restore(pickle.dumps(_Payload(marker)))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"weights": [0.1]}, "do not match its 5 features"),
+        ({"intercept": "OVERFLOW"}, "Number out of range"),  # 1e999: infinite
+        ({"vars": [-1.0] * 5}, "negative variances"),
+        ({"format": "pickle"}, "not an online-learner snapshot"),
+        ({"exec": "import os"}, "not an online-learner snapshot"),
+    ],
+)
+def test_a_tampered_snapshot_is_refused(change: dict[str, object], reason: str) -> None:
+    state = json.loads(OnlineLearner(NAMES).snapshot()) | change
+    blob = json.dumps(state).replace('"OVERFLOW"', "1e999").encode()
+    with pytest.raises(SnapshotError, match=reason):
+        OnlineLearner.restore(blob)
