@@ -4,6 +4,7 @@ two workers sharing the work; state surviving a restart; the scoring API."""
 
 from __future__ import annotations
 
+import pickle
 import re
 import time
 import urllib.request
@@ -12,15 +13,18 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from aiokafka.admin import NewTopic
 
-from apex_stream.client import EventProducer, kafka_producer
-from apex_stream.events import DeadLetter, Metric, Opportunity, Prediction, decode
+from apex_stream.client import EventProducer, kafka_admin, kafka_producer
+from apex_stream.events import Alert, DeadLetter, Metric, Opportunity, Prediction, decode
 from apex_stream.inference import members
-from apex_stream.settings import Settings
+from apex_stream.inference.online_member import OnlineLearner
+from apex_stream.inference.registry import Registry
+from apex_stream.settings import ROOT, Settings
 from apex_stream.simulator import MarketSimulator
 from apex_stream.topics import TopicAdmin
 from tests.support.waiting import wait_for
-from tests.support.worker import collect, get, metrics, post, running_worker
+from tests.support.worker import collect, get, metrics, post, running_worker, worker_env
 
 MEMBERS = set(members.MEMBERS)
 pytestmark = pytest.mark.slow
@@ -236,3 +240,46 @@ async def test_scoring_api(settings: Settings, tmp_path: Path, free_port: int) -
         assert status == 400
         health = get(port, "/health")
         assert health["status"] == "ok" and health["providers"]["onnx"] == "CPUExecutionProvider"
+
+
+class _Opens:
+    """A pickle that creates a file when unpickled: what a writer of the topic could send."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.path), "w"))
+
+
+async def test_a_tampered_learner_snapshot_is_refused(
+    settings: Settings, tmp_path: Path, free_port: int
+) -> None:
+    await create_topics(settings)
+    app_id = worker_env(settings, free_port)["APEX_APP_ID"]
+    changelog = f"{app_id}-{settings.topic_prefix}learner-state-changelog"
+    admin = kafka_admin(settings)
+    await admin.start()
+    try:
+        config = {"cleanup.policy": "compact"}
+        await admin.create_topics([NewTopic(changelog, 1, 1, topic_configs=config)])
+    finally:
+        await admin.close()
+    marker = tmp_path / "ran"
+    producer = kafka_producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(changelog, pickle.dumps(_Opens(marker)), app_id.encode())
+    finally:
+        await producer.stop()
+
+    port = free_port
+    with running_worker(settings, port, tmp_path / "worker.log"):
+        alerts = [decode(m.value, Alert) for m in await collect(settings, "alerts", 1, 30)]
+        summary = get(port, "/models/summary")
+    assert not marker.exists()  # nothing ran from it
+    [refused] = [a for a in alerts if a.kind == "online.snapshot-refused"]
+    assert refused.severity == "critical" and "not an online-learner snapshot" in refused.message
+    registry = Registry(ROOT / "models")
+    shipped = OnlineLearner.restore(registry.load_bytes(registry.active("online")))
+    assert summary["online_learned"] == shipped.learned  # it continues from the shipped model
