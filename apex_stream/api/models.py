@@ -37,19 +37,14 @@ router = APIRouter(prefix="/models", tags=["models"], dependencies=[Depends(auth
 #: One registry edit at a time in this worker: each reads the manifest and writes the next
 #: revision (the CLI and the lifecycle controller edit the same folder; run one at a time)
 _editing = asyncio.Lock()
-_encoder = msgspec.json.Encoder()
 S = TypeVar("S")
 
 
 def _read(body: bytes, kind: type[S]) -> S:
     try:
-        request = msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        error = {"loc": ["body"], "msg": str(exc), "type": "value_error"}
-        raise HTTPException(422, [error]) from None
+        return msgspec.json.decode(body, type=kind)
     except msgspec.DecodeError as exc:
-        raise HTTPException(400, f"not JSON: {exc}") from None
-    return request
+        raise schemas.bad_body(exc, f"a JSON {kind.__name__}") from None
 
 
 def _version_name(version: str) -> str:
@@ -83,10 +78,6 @@ async def _edit(
 
 def _version(e: ModelEntry) -> ModelVersion:
     return ModelVersion(e.key, e.type, e.status, e.traffic, e.metrics, e.created)
-
-
-def _json(body: msgspec.Struct) -> Response:
-    return Response(_encoder.encode(body), media_type="application/json")
 
 
 @router.get(
@@ -143,7 +134,7 @@ async def register(raw: JsonBody, state: Worker) -> Response:
         return [entry]
 
     verb = "registered and activated" if body.activate else "registered"
-    return _json(await _edit(state, change, f"{verb} {body.model_type}@{version}"))
+    return schemas.json_response(await _edit(state, change, f"{verb} {body.model_type}@{version}"))
 
 
 @router.post(
@@ -157,7 +148,7 @@ async def ab_test(raw: JsonBody, state: Worker) -> Response:
     body = _read(raw, ABTestRequest)
     versions = (_version_name(body.version_a), _version_name(body.version_b))
     split = dict(zip(versions, body.traffic_split, strict=True))
-    return _json(
+    return schemas.json_response(
         await _edit(
             state,
             lambda: state.registry.split(body.model_type, split),
@@ -199,7 +190,7 @@ async def promote_winner(raw: JsonBody, state: Worker) -> Response:
         return [registry.rollback(name)]
 
     edited = await _edit(state, change, f"A/B test of {name}: {decision.action}")
-    return _json(
+    return schemas.json_response(
         PromoteWinnerResponse(
             **msgspec.structs.asdict(edited),
             action=decision.action,

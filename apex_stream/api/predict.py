@@ -42,7 +42,6 @@ MAX_BATCH = 10_000
 router = APIRouter(tags=["scoring"], dependencies=[Depends(authorized)])
 #: Requests scored at once: more would only share the same cores with the stream (and its GIL)
 _scoring = CapacityLimiter(2)
-_encoder = msgspec.json.Encoder()
 
 
 class _RawBatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -63,16 +62,6 @@ _keys = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _features = msgspec.json.Decoder(FeaturesRequest)
 
 
-def _json(body: msgspec.Struct) -> Response:
-    return Response(_encoder.encode(body), media_type="application/json")
-
-
-def _bad_json(exc: msgspec.DecodeError, form: str) -> HTTPException:
-    if isinstance(exc, msgspec.ValidationError):
-        return HTTPException(422, [{"loc": ["body"], "msg": str(exc), "type": "value_error"}])
-    return HTTPException(400, f"expected {form}: {exc}")
-
-
 def _opportunities(
     raw: list[msgspec.Raw], received: float, where: list[str | int] | None = None
 ) -> list[Opportunity]:
@@ -88,7 +77,7 @@ def _opportunities(
         raise HTTPException(
             422,
             [
-                {"loc": where or ["body", "opportunities", i], "msg": reason, "type": "value_error"}
+                schemas.invalid(where or ["body", "opportunities", i], reason)
                 for i, reason in batch.rejected
             ],
         )
@@ -158,14 +147,16 @@ def _predict_batch(state: WorkerState, body: bytes, received: float, started: fl
     try:
         request = _batch.decode(body)
     except msgspec.DecodeError as exc:
-        raise _bad_json(exc, "seed 000's {opportunities, threshold, use_gpu} or an array") from None
+        raise schemas.bad_body(
+            exc, "seed 000's {opportunities, threshold, use_gpu} or an array"
+        ) from None
     if isinstance(request, list):
         request = _RawBatch(request)
     opportunities = _opportunities(request.opportunities, received)
     rows, scores, gpu, timing = _score(
         state, opportunities, request.threshold, request.use_gpu, started
     )
-    return _encoder.encode(
+    return schemas.encode(
         BatchResponse(
             predictions=rows,
             total_opportunities=len(rows),
@@ -185,13 +176,15 @@ def _predict_single(state: WorkerState, body: bytes, received: float, started: f
         wrapped = "opportunity" in _keys.decode(body)
         request = _single.decode(body) if wrapped else _RawSingle(msgspec.Raw(body))
     except msgspec.DecodeError as exc:
-        raise _bad_json(exc, "an opportunity, or {opportunity, threshold, use_gpu}") from None
+        raise schemas.bad_body(
+            exc, "an opportunity, or {opportunity, threshold, use_gpu}"
+        ) from None
     where: list[str | int] = ["body", "opportunity"] if wrapped else ["body"]
     [opportunity] = _opportunities([request.opportunity], received, where)
     [row], scores, gpu, timing = _score(
         state, [opportunity], request.threshold, request.use_gpu, started
     )
-    return _encoder.encode(
+    return schemas.encode(
         SingleResponse(
             **msgspec.structs.asdict(row),
             threshold=scores.voting.threshold,
@@ -248,10 +241,9 @@ async def predict_features(body: JsonBody, state: Worker) -> Response:
     try:
         x = engine_vector(_features.decode(body).features)
     except msgspec.DecodeError as exc:
-        raise _bad_json(exc, '{"features": [8 numbers]}') from None
+        raise schemas.bad_body(exc, '{"features": [8 numbers]}') from None
     except FeatureVectorError as exc:
-        error = {"loc": ["body", "features"], "msg": str(exc), "type": "value_error"}
-        raise HTTPException(422, [error]) from None
+        raise HTTPException(422, [schemas.invalid(["body", "features"], str(exc))]) from None
     started = time.perf_counter()
     confidence = float((await to_thread.run_sync(engine.predict, x[None, :]))[0])
     elapsed_ms = (time.perf_counter() - started) * 1e3
@@ -259,12 +251,12 @@ async def predict_features(body: JsonBody, state: Worker) -> Response:
     AI_CONFIDENCE.set(confidence)
     AI_LATENCY.observe(elapsed_ms)
     threshold = state.settings.threshold
-    return _json(
+    return schemas.json_response(
         FeaturesResponse(
             decision=confidence > threshold,
             confidence=confidence,
             threshold=threshold,
-            mode="LIVE" if state.settings.live_trading else "SIMULATION",
+            mode=state.mode,
             inference_time_ms=elapsed_ms,
             model_version=engine.version,
         )

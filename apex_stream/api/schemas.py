@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
+from fastapi import HTTPException, Response
 
 from ..events import Probability, Recommendation
 from ..inputs import OpportunityInput
 
 Threshold = Annotated[float, msgspec.Meta(gt=0, lt=1)]
+_encoder = msgspec.json.Encoder()
 Mode = Literal["SIMULATION", "LIVE"]
 
 
@@ -309,3 +311,24 @@ def components() -> dict[str, Any]:
     """The JSON Schemas every ``#/components/schemas/...`` reference above points to."""
     schemas: dict[str, Any] = msgspec.json.schema_components(SCHEMA_TYPES, ref_template=REF)[1]
     return schemas
+
+
+def json_response(body: msgspec.Struct | dict[str, Any]) -> Response:
+    """A body encoded with msgspec."""
+    return Response(_encoder.encode(body), media_type="application/json")
+
+
+def encode(body: msgspec.Struct) -> bytes:
+    return _encoder.encode(body)
+
+
+def invalid(loc: list[str | int], msg: str) -> dict[str, Any]:
+    """One entry of a 422's ``detail``, as FastAPI writes them."""
+    return {"loc": loc, "msg": msg, "type": "value_error"}
+
+
+def bad_body(exc: msgspec.DecodeError, form: str) -> HTTPException:
+    """A body msgspec could not read: 422 when it is JSON of the wrong shape, else 400."""
+    if isinstance(exc, msgspec.ValidationError):
+        return HTTPException(422, [invalid(["body"], str(exc))])
+    return HTTPException(400, f"expected {form}: {exc}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -35,6 +35,11 @@ class WorkerState:
     health: Callable[[], dict[str, Any]]
     #: tells every worker about a manifest revision (live reload)
     publish: Callable[[Manifest, str], Awaitable[None]]
+
+    @property
+    def mode(self) -> Literal["LIVE", "SIMULATION"]:
+        """Seed 002's mode: LIVE with ``APEX_LIVE_TRADING`` (reported only)."""
+        return "LIVE" if self.settings.live_trading else "SIMULATION"
 
     def scorer_for_request(self) -> Scorer:
         return Scorer(self.scorer.ensemble, self.market_view())

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 from importlib.metadata import version
-from typing import Any, Literal
 
-import msgspec
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -15,16 +13,7 @@ from .schemas import Health, MetricsSummary, Root, Status, StreamFigures
 from .state import Worker
 
 router = APIRouter(tags=["status"])
-_encoder = msgspec.json.Encoder()
 VERSION = version("apex-stream")
-
-
-def _mode(state: Worker) -> Literal["LIVE", "SIMULATION"]:
-    return "LIVE" if state.settings.live_trading else "SIMULATION"
-
-
-def _json(body: msgspec.Struct | dict[str, Any]) -> Response:
-    return Response(_encoder.encode(body), media_type="application/json")
 
 
 def _sample(name: str, labels: dict[str, str] | None = None) -> float:
@@ -33,7 +22,7 @@ def _sample(name: str, labels: dict[str, str] | None = None) -> float:
 
 @router.get("/", summary="Health check (seed 000)", responses=schemas.returns(Root))
 async def root(state: Worker) -> Response:
-    return _json(Root("ok", "apex-stream worker", VERSION, _mode(state), "/docs"))
+    return schemas.json_response(Root("ok", "apex-stream worker", VERSION, state.mode, "/docs"))
 
 
 @router.get(
@@ -43,16 +32,16 @@ async def root(state: Worker) -> Response:
 )
 async def health(state: Worker) -> Response:
     # on the event loop: it reads state the stream changes
-    return _json(state.health())
+    return schemas.json_response(state.health())
 
 
 @router.get("/status", summary="Engine status (seed 002)", responses=schemas.returns(Status))
 async def status(state: Worker) -> Response:
     engine, ensemble = state.scorer.ensemble.engine, state.scorer.ensemble
-    return _json(
+    return schemas.json_response(
         Status(
             ai_engine="online" if engine is not None else "offline",
-            mode=_mode(state),
+            mode=state.mode,
             model_type=engine.model_type if engine is not None else None,
             redis_connected=False,
             total_requests=int(_sample("ai_requests_total")),
@@ -74,12 +63,12 @@ async def metrics_summary(state: Worker) -> Response:
     scored = {
         d: _sample("apex_opportunities_scored_total", {"decision": d}) for d in ("execute", "skip")
     }
-    return _json(
+    return schemas.json_response(
         MetricsSummary(
             total_requests=int(requests),
             avg_inference_time_ms=latency / requests if requests else None,
             last_confidence=_sample("ai_prediction_confidence") if requests else None,
-            mode=_mode(state),
+            mode=state.mode,
             stream=StreamFigures(
                 opportunities_scored=int(sum(scored.values())),
                 executable=int(scored["execute"]),
