@@ -23,6 +23,7 @@ from apex_stream.inference.registry import Registry
 from apex_stream.settings import ROOT, Settings
 from apex_stream.simulator import MarketSimulator
 from apex_stream.topics import TopicAdmin
+from tests.support.events import FileOpeningPickle
 from tests.support.waiting import wait_for
 from tests.support.worker import collect, get, metrics, post, running_worker, worker_env
 
@@ -242,16 +243,6 @@ async def test_scoring_api(settings: Settings, tmp_path: Path, free_port: int) -
         assert health["status"] == "ok" and health["providers"]["onnx"] == "CPUExecutionProvider"
 
 
-class _Opens:
-    """A pickle that creates a file when unpickled: what a writer of the topic could send."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.path), "w"))
-
-
 async def test_a_tampered_learner_snapshot_is_refused(
     settings: Settings, tmp_path: Path, free_port: int
 ) -> None:
@@ -269,7 +260,9 @@ async def test_a_tampered_learner_snapshot_is_refused(
     producer = kafka_producer(settings)
     await producer.start()
     try:
-        await producer.send_and_wait(changelog, pickle.dumps(_Opens(marker)), app_id.encode())
+        await producer.send_and_wait(
+            changelog, pickle.dumps(FileOpeningPickle(marker)), app_id.encode()
+        )
     finally:
         await producer.stop()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from apex_stream.events import Opportunity, Outcome, Prediction
@@ -82,3 +83,14 @@ def outcome_for(o: Opportunity, success: bool) -> Outcome:
         gas_cost_usd=1.0,
         executed_at=time.time(),
     )
+
+
+class FileOpeningPickle:
+    """A pickle that creates ``path`` when unpickled: what a writer of a topic could send to a
+    reader that unpickles it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.path), "w"))

@@ -13,6 +13,7 @@ from river import linear_model, optim, preprocessing
 
 from apex_stream.inference.online_member import OnlineLearner, SnapshotError
 from apex_stream.training.metrics import roc_auc
+from tests.support.events import FileOpeningPickle
 
 NAMES = ("a", "b", "c", "d", "constant")
 
@@ -154,20 +155,10 @@ def test_learns_an_informative_signal() -> None:
     assert regression.weights["a"] > 0 > regression.weights["b"]
 
 
-class _Payload:
-    """A pickle that creates a file when unpickled: what a writer of the topic could send."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.path), "w"))
-
-
 def test_a_snapshot_cannot_run_code(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with pytest.raises(SnapshotError, match="not an online-learner snapshot"):
-        OnlineLearner.restore(pickle.dumps(_Payload(marker)))
+        OnlineLearner.restore(pickle.dumps(FileOpeningPickle(marker)))
     assert not marker.exists()
 
 
