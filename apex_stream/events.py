@@ -215,6 +215,9 @@ class Prediction(Event, frozen=True):
     EXECUTE, ``1 - score`` for SKIP (seed 001's ``recommendation`` and ``confidence``).
     ``features`` are the values it was scored with (``null`` where a feature was missing), in
     the order of the feature list ``feature_version``: the record retraining learns from.
+    ``voters`` are the members whose scores went into the vote (``model_scores`` has theirs
+    alone): a member that failed is left out, and with none left the ``strategy`` is
+    ``heuristic``.
     """
 
     topic: ClassVar[str] = "predictions"
@@ -237,6 +240,8 @@ class Prediction(Event, frozen=True):
     confidence: Probability | None = None
     feature_version: str | None = None
     features: list[float | None] = msgspec.field(default_factory=list)
+    # set on every prediction since failover; absent in older ones
+    voters: list[str] | None = None
 
 
 class Outcome(Event, frozen=True):

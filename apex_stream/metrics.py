@@ -80,6 +80,15 @@ PROVIDER = Gauge(
     "apex_model_provider_info", "Where each member runs (1 = in use)", ["member", "provider"]
 )
 ONLINE_LEARNED = Gauge("apex_online_learner_samples", "Outcomes the online learner has seen")
+MEMBER_FAILURES = Counter(
+    "apex_member_failures_total",
+    "Ensemble member failures (stage: load, or score for a batch); the member sat out",
+    ["member", "stage"],
+)
+HEURISTIC_SCORED = Counter(
+    "apex_opportunities_heuristic_total",
+    "Opportunities no member answered, scored by the heuristic",
+)
 MODEL_REVISION = Gauge("apex_model_manifest_revision", "Manifest revision the worker serves")
 
 # Seed 002's engine metrics, under its names, for its dashboards (the /predict route)

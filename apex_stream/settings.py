@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     alert_dead_letter_rate: float = Field(default=0.01, ge=0, le=1)
     alert_cooldown_s: float = Field(default=60.0, ge=0)
     metrics_every_s: float = Field(default=5.0, gt=0)
+    #: /health stays degraded this long after a member last failed to score
+    health_window_s: float = Field(default=60.0, gt=0)
     sink_metrics_port: int = Field(default=9108, ge=0)  # 0: no metrics endpoint
 
     lifecycle_interval_s: float = Field(default=30.0, gt=0)

@@ -19,7 +19,7 @@ from .features import agent as features_agent
 from .features.agent import MarketView
 from .inference.control import follow
 from .inference.ensemble import Ensemble
-from .inference.online_member import SnapshotError
+from .inference.online_member import OnlineLearner, SnapshotError
 from .inference.registry import Manifest
 from .inference.scoring import Scorer
 from .learning.monitor import Monitor
@@ -47,7 +47,7 @@ def build(settings: Settings) -> tuple[Pipeline, BatchSource]:
     features_agent.attach(pipeline)
     attach_stream(pipeline, source)
     attach_api(pipeline, process, source)
-    attach_reload(pipeline, scorer, learning)
+    attach_reload(pipeline, source)
     for member, provider in ensemble.providers.items():
         PROVIDER.labels(member, provider).set(1)
     MODEL_REVISION.set(ensemble.revision)
@@ -63,17 +63,17 @@ def attach_stream(pipeline: Pipeline, source: BatchSource) -> None:
     async def start_batch_path() -> None:
         learning, table = process.learning, pipeline.learner_state
         blob = table.get(pipeline.settings.app_id.encode())  # tables are recovered by now
-        refused = None
+        alerts = process.failures.report(process.scorer.ensemble.failures, "load")
         if blob is not None:
             try:
                 learning.restore(blob)
             except SnapshotError as exc:
-                refused = snapshot_refused(exc, learning.learner.version)
-                log.error(refused.message)
+                alerts.append(snapshot_refused(exc, learning.learner))
+                log.error(alerts[-1].message)
         settle_garbage_collector()
         await app.add_runtime_dependency(source)
-        if refused is not None:
-            await source.publish([refused])
+        if alerts:
+            await source.publish(alerts)
 
     @app.timer(interval=pipeline.settings.metrics_every_s)  # type: ignore[untyped-decorator]
     async def report() -> None:
@@ -83,8 +83,9 @@ def attach_stream(pipeline: Pipeline, source: BatchSource) -> None:
             await source.publish([*monitor.health(), monitor.metric()])
 
 
-def snapshot_refused(reason: SnapshotError, version: str) -> Alert:
+def snapshot_refused(reason: SnapshotError, learner: OnlineLearner | None) -> Alert:
     """The alert for a learner-state snapshot that was not loaded."""
+    version = learner.version if learner is not None else None
     return Alert(
         alert_id=uuid.uuid4().hex,
         kind="online.snapshot-refused",
@@ -108,25 +109,34 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def attach_reload(pipeline: Pipeline, scorer: Scorer, learning: Learning) -> None:
-    """Serve every newer manifest revision published on the model-control topic."""
+def attach_reload(pipeline: Pipeline, source: BatchSource) -> None:
+    """Serve every newer manifest revision published on the model-control topic whose new
+    versions load and pass the reference check; alert on one that does not."""
     settings = pipeline.settings
+    process = source.process
+    scorer, learning = process.scorer, process.learning
 
     def build(manifest: Manifest) -> Ensemble:
-        return Ensemble(settings, manifest, previous=scorer.ensemble)
+        return Ensemble(settings, manifest, previous=scorer.ensemble, strict=True)
 
     def install(ensemble: Ensemble, reason: str) -> None:
         # between two batches: the batch path reads ``scorer.ensemble`` once per batch
         scorer.ensemble = ensemble
         learning.learner, learning.means = ensemble.online, ensemble.online_means
+        process.failures.refused = None
         MODEL_REVISION.set(ensemble.revision)
         log.info(
             "serving manifest revision %d (%s): %s", ensemble.revision, reason, ensemble.describe()
         )
 
+    async def refuse(revision: int, error: Exception) -> None:
+        await source.publish(
+            [process.failures.refuse(revision, scorer.ensemble.revision, str(error))]
+        )
+
     @pipeline.app.task  # type: ignore[untyped-decorator]  # faust: @no_type_check
     async def reload_models() -> None:
-        await follow(settings, lambda: scorer.ensemble.revision, build, install)
+        await follow(settings, lambda: scorer.ensemble.revision, build, install, refuse)
 
 
 #: Topics whose partition p one worker holds together (the batch path follows prices).

@@ -78,12 +78,31 @@ def attach(pipeline: Pipeline, process: Process, source: BatchSource) -> None:
     opportunities = settings.topic_name("opportunities")
     scorer = process.scorer
 
+    def degraded() -> list[str]:
+        """Why the worker serves less than it should (empty: it does not)."""
+        ensemble = scorer.ensemble
+        reasons = [f"{key} did not load: {why}" for key, why in ensemble.failures.items()]
+        reasons += process.failures.recent(settings.health_window_s)
+        if process.failures.refused is not None:
+            revision, why = process.failures.refused
+            reasons.append(f"manifest revision {revision} refused: {why}")
+        try:
+            newest = state.registry.manifest().revision
+        except (OSError, ValueError) as exc:
+            reasons.append(f"the manifest cannot be read: {exc}")
+        else:
+            if newest > ensemble.revision:
+                reasons.append(f"serving manifest revision {ensemble.revision}, {newest} exists")
+        return reasons
+
     def health() -> dict[str, Any]:
         # recovery is on faust's TableManager, not its TableManagerT interface
         recovery = pipeline.app.tables.recovery  # type: ignore[attr-defined]
         ensemble = scorer.ensemble
+        reasons = degraded()
         return {
-            "status": "ok",
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "recovered": recovery.completed.is_set(),
             "model_versions": ensemble.versions,
             "manifest_revision": ensemble.revision,

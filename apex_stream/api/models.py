@@ -98,7 +98,7 @@ async def summary(state: Worker) -> dict[str, Any]:
             "weights": ensemble.voting.weights,
             "online_weight": ensemble.voting.online_weight,
         },
-        "online_learned": learning.learner.learned,
+        "online_learned": learning.learned,
         "performance": learning.book.summary(),
         "manifest": [msgspec.structs.asdict(_version(e)) for e in state.registry.entries()],
     }

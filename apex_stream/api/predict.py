@@ -117,8 +117,10 @@ def _score(
             confidence=sure,
             model_scores=member_scores,
             model_versions=versions,
+            voters=voters,
+            strategy=strategy,
         )
-        for o, score, decision, advice, sure, member_scores, versions in zip(
+        for o, score, decision, advice, sure, member_scores, versions, voters, strategy in zip(
             opportunities,
             scores.vote.score.tolist(),
             scores.vote.decision.tolist(),
@@ -126,6 +128,8 @@ def _score(
             confidence,
             scores.rows,
             scores.version_rows,
+            scores.voters,
+            scores.strategies,
             strict=True,
         )
     ]
@@ -188,7 +192,6 @@ def _predict_single(state: WorkerState, body: bytes, received: float, started: f
         SingleResponse(
             **msgspec.structs.asdict(row),
             threshold=scores.voting.threshold,
-            strategy=scores.voting.strategy,
             use_gpu=gpu,
             timing=timing,
         )

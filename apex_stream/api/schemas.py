@@ -47,7 +47,7 @@ class ScoredOpportunity(msgspec.Struct):
     route_id: str
     prediction_score: Probability  # = score
     should_execute: bool  # = decision
-    model_version_xgb: str | None  # None when the member is not in the ensemble
+    model_version_xgb: str | None  # None when the member did not vote on it
     model_version_onnx: str | None
     inference_time_ms: float  # the batch's model time shared evenly among its opportunities
     timestamp: str  # ISO 8601, UTC
@@ -57,8 +57,10 @@ class ScoredOpportunity(msgspec.Struct):
     decision: bool
     recommendation: Recommendation
     confidence: Probability
-    model_scores: dict[str, float]
+    model_scores: dict[str, float]  # the members that voted
     model_versions: dict[str, str]
+    voters: list[str]  # empty when no member answered and the heuristic scored it
+    strategy: str  # the vote's, or "heuristic"
 
 
 class GpuUse(msgspec.Struct):
@@ -90,7 +92,6 @@ class BatchResponse(msgspec.Struct):
 
 class SingleResponse(ScoredOpportunity):
     threshold: float
-    strategy: str
     use_gpu: GpuUse
     timing: Timing
 
@@ -213,9 +214,12 @@ class Join(msgspec.Struct):
 
 
 class Health(msgspec.Struct):
-    """The worker's state (the API starts once the tables are recovered)."""
+    """The worker's state (the API starts once the tables are recovered): ``degraded`` with
+    the ``reasons`` when a member failed, a manifest revision was refused or lags, or the
+    consumer lag grows; the worker still scores (HTTP 200)."""
 
-    status: str
+    status: Literal["ok", "degraded"]
+    reasons: list[str]
     recovered: bool
     model_versions: dict[str, str]
     manifest_revision: int

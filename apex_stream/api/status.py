@@ -73,7 +73,7 @@ async def metrics_summary(state: Worker) -> Response:
                 opportunities_scored=int(sum(scored.values())),
                 executable=int(scored["execute"]),
                 price_ticks=int(_sample("apex_price_ticks_total")),
-                online_learned=state.learning.learner.learned,
+                online_learned=state.learning.learned,
             ),
         )
     )

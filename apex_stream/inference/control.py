@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiokafka import TopicPartition
@@ -42,10 +42,12 @@ async def follow(
     revision: Callable[[], int],
     build: Callable[[Manifest], T],
     install: Callable[[T, str], None],
+    refuse: Callable[[int, Exception], Awaitable[None]],
 ) -> None:
     """For the last published revision and every later one newer than ``revision()``:
     ``build(manifest)`` in a thread (loading models), then ``install(built, reason)`` on the
-    event loop. Runs until cancelled, retrying on errors."""
+    event loop, or ``refuse(revision, error)`` when building failed (the current revision goes
+    on serving). Runs until cancelled, retrying on errors."""
     tp = TopicPartition(settings.topic_name(TOPIC), 0)
     while True:
         consumer = kafka_consumer(settings)
@@ -66,8 +68,9 @@ async def follow(
                     continue
                 try:
                     built = await asyncio.to_thread(build, Manifest.from_json(event.manifest))
-                except Exception:  # keep serving the current revision
-                    log.exception("manifest revision %d not applied", event.revision)
+                except Exception as exc:  # noqa: BLE001 - keep serving the current revision
+                    log.error("manifest revision %d refused: %s", event.revision, exc)
+                    await refuse(event.revision, exc)
                 else:
                     install(built, event.reason)
         except asyncio.CancelledError:

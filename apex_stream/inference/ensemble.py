@@ -6,6 +6,15 @@ During an A/B test a member has several serving versions: each opportunity's rou
 one of them by the traffic split (:func:`apex_stream.inference.routes.assign`), every version
 scores only its own rows, and the scores record which version produced each row.
 
+Failover: a member version that fails to load (or to score the reference batch) when a worker
+starts is :class:`Unavailable`; one that raises or answers anything but probabilities while
+scoring is left out for the rows it failed. Either way the vote re-weights over the members that
+answered each row (:mod:`apex_stream.inference.voting`), the failure is reported in
+``Scores.failures`` and ``Ensemble.failures``, and a row no member answered is scored by
+:func:`apex_stream.inference.heuristic.heuristic`. A live reload is stricter: a version the new
+revision adds must load and pass :func:`apex_stream.inference.validation.check`, or the worker
+keeps serving its current revision (:class:`ModelError`).
+
 The engine model (seed 002's ``/predict``) is loaded with every revision too, outside the vote;
 a manifest without one, or an engine file that fails to load, leaves ``Ensemble.engine`` None
 with the reason logged, and the members score as ever.
@@ -21,12 +30,14 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from ..features import impute
+from ..features import FEATURES, impute
 from ..features.engine import ENGINE_FEATURES
 from ..settings import Settings
+from .heuristic import HEURISTIC, heuristic
 from .members import ENGINE, SPECS, VOTING_WEIGHTS, Member, MemberSpec
 from .registry import Manifest, ModelEntry, ModelError, Registry
 from .routes import assign
+from .validation import check
 from .voting import StackingParams, Vote, VotingConfig, vote
 
 if TYPE_CHECKING:
@@ -37,6 +48,39 @@ if TYPE_CHECKING:
     from .xgb_member import XGBoostMember
 
 log = logging.getLogger("apex_stream.inference")
+
+
+class Unavailable:
+    """A member version that did not load: it answers no row, so the vote goes on without it."""
+
+    provider = "unavailable"
+
+    def __init__(self, name: str, version: str, reason: str) -> None:
+        self.name, self.version, self.reason = name, version, reason
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.full(len(X), np.nan)
+
+
+def answer(model: Member, X: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """A member's scores with NaN for the rows it did not answer, and why (None: it answered
+    every row). Whatever a member raises or returns, the batch goes on."""
+    if isinstance(model, Unavailable):  # reported when it failed to load
+        return model.predict(X), None
+    try:
+        scores = np.asarray(model.predict(X), dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - a failing member must not fail the batch
+        return np.full(len(X), np.nan), f"{type(exc).__name__}: {_first_line(exc)}"
+    if scores.shape != (len(X),):
+        return np.full(len(X), np.nan), f"returned shape {scores.shape} for {len(X)} rows"
+    bad = ~((scores >= 0.0) & (scores <= 1.0))  # NaN is bad too
+    if bad.any():
+        return np.where(bad, np.nan, scores), f"{int(bad.sum())} of {len(X)} scores not in [0, 1]"
+    return scores, None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:300]
 
 
 @dataclass(frozen=True)
@@ -54,50 +98,93 @@ class Arms:
         return tuple(m.version for m in self.models)
 
     def predict(
-        self, X: np.ndarray, route_ids: Sequence[str] | None
+        self, X: np.ndarray, route_ids: Sequence[str] | None, failures: dict[str, str]
     ) -> tuple[np.ndarray, str | np.ndarray]:
-        """Scores of every row and the version that produced them (one string when a single
-        version scored the whole batch, else an array per row)."""
+        """Scores of every row (NaN where a version failed, with the reason added to
+        ``failures`` under its key) and the version that produced them (one string when a
+        single version scored the whole batch, else an array per row)."""
         if len(self.models) == 1 or route_ids is None:
-            return self.models[0].predict(impute(X, self.means[0])), self.models[0].version
+            model = self.models[0]
+            scores, failed = answer(model, impute(X, self.means[0]))
+            if failed:
+                failures[f"{self.name}@{model.version}"] = failed
+            return scores, model.version
         arm = assign(route_ids, self.weights)
         out = np.empty(len(X))
         for k, (model, means) in enumerate(zip(self.models, self.means, strict=True)):
             rows = np.flatnonzero(arm == k)
             if len(rows):
-                out[rows] = model.predict(impute(X[rows], means))
+                out[rows], failed = answer(model, impute(X[rows], means))
+                if failed:
+                    failures[f"{self.name}@{model.version}"] = failed
         return out, np.asarray(self.versions, dtype=object)[arm]
 
 
 @dataclass(frozen=True)
 class Scores:
-    """One batch's member scores, the versions that produced them, and the vote over them."""
+    """One batch's member scores (NaN where a member did not answer), the versions that
+    produced them, the vote over them, and the members that failed with why."""
 
     members: dict[str, np.ndarray]
     vote: Vote
     versions: dict[str, str | np.ndarray]
     voting: VotingConfig
+    #: ``member@version`` -> why it failed this batch (empty: every member answered)
+    failures: dict[str, str]
+    #: the rows no member answered, scored by the heuristic (None: there were none)
+    fallback: np.ndarray | None = None
+
+    @cached_property
+    def complete(self) -> bool:
+        """Whether every member answered every row (the common case, and the fast one)."""
+        return not any(np.isnan(s).any() for s in self.members.values())
 
     @cached_property
     def rows(self) -> list[dict[str, float]]:
-        """Each opportunity's member scores as a dict (built once; predictions, the scored
-        table and the HTTP API all need them)."""
+        """Each opportunity's scores of the members that answered it, as a dict (built once;
+        predictions, the scored table and the HTTP API all need them)."""
         names = list(self.members)
-        return [
+        rows = [
             dict(zip(names, row, strict=True))
             for row in zip(*(s.tolist() for s in self.members.values()), strict=True)
         ]
+        if self.complete:
+            return rows
+        return [{m: v for m, v in row.items() if v == v} for row in rows]  # NaN != NaN
 
     @cached_property
     def version_rows(self) -> list[dict[str, str]]:
-        """Each opportunity's member versions (one shared dict when no member is split)."""
+        """Each opportunity's versions of the members that answered it (one shared dict when
+        no member is split and every member answered)."""
         fixed = {m: v for m, v in self.versions.items() if isinstance(v, str)}
         split = {m: v.tolist() for m, v in self.versions.items() if not isinstance(v, str)}
         if not split:
-            return [fixed] * len(self.vote.score)
-        names = list(split)
-        rows = zip(*split.values(), strict=True)
-        return [fixed | dict(zip(names, vs, strict=True)) for vs in rows]
+            rows = [fixed] * len(self.vote.score)
+        else:
+            names = list(split)
+            rows = [
+                fixed | dict(zip(names, vs, strict=True))
+                for vs in zip(*split.values(), strict=True)
+            ]
+        if self.complete:
+            return rows
+        return [{m: row[m] for m in scored} for row, scored in zip(rows, self.rows, strict=True)]
+
+    @cached_property
+    def voters(self) -> list[list[str]]:
+        """The members that answered each opportunity, in vote order (empty: the heuristic
+        scored it)."""
+        if self.complete:
+            return [list(self.members)] * len(self.vote.score)
+        return [list(row) for row in self.rows]
+
+    @cached_property
+    def strategies(self) -> list[str]:
+        """The strategy that scored each opportunity: the configured one, or the heuristic."""
+        strategy = self.voting.strategy
+        if self.fallback is None:
+            return [strategy] * len(self.vote.score)
+        return [HEURISTIC if f else strategy for f in self.fallback.tolist()]
 
 
 def voting_config(settings: Settings, manifest: Manifest) -> VotingConfig:
@@ -171,27 +258,48 @@ def load_engine(
 
 class Ensemble:
     """Every member of the catalogue at one manifest revision, and the engine model beside them,
-    loaded only through the manifest (checksums and feature versions verified)."""
+    loaded only through the manifest (checksums and feature versions verified).
+
+    ``strict`` (a live reload): a version this revision adds that fails to load or to pass the
+    reference check raises :class:`ModelError`, so the worker keeps its current revision.
+    Otherwise (a worker starting) it is :class:`Unavailable`, listed in ``failures``.
+    """
 
     def __init__(
         self,
         settings: Settings,
         manifest: Manifest | None = None,
         previous: Ensemble | None = None,
+        *,
+        strict: bool = False,
     ) -> None:
         registry = Registry(settings.models_dir)
         manifest = manifest or registry.manifest()
         self.revision = manifest.revision
+        #: ``member@version`` -> why it did not load (it answers no row)
+        self.failures: dict[str, str] = {}
         # Versions are immutable once registered, so the previous revision's models are reused;
         # the online learner among them is the live one, which keeps learning across revisions.
-        reusable = previous.arms.values() if previous else []
-        loaded = {(m.name, m.version): m for a in reusable for m in a.models}
+        # One that did not load is tried again, and may fail again without refusing a reload.
+        reusable = [m for a in previous.arms.values() for m in a.models] if previous else []
+        loaded = {(m.name, m.version): m for m in reusable if not isinstance(m, Unavailable)}
+        retried = {(m.name, m.version) for m in reusable if isinstance(m, Unavailable)}
 
         def load(entry: ModelEntry) -> Member:
             if (entry.name, entry.version) in loaded:
                 return loaded[entry.name, entry.version]
-            threads = SPECS[entry.name].threads(settings)
-            return load_member(registry, entry, device=settings.device, threads=threads)
+            try:
+                threads = SPECS[entry.name].threads(settings)
+                member = load_member(registry, entry, device=settings.device, threads=threads)
+                check(member, entry.key, len(FEATURES))
+            except Exception as exc:  # whatever failed, the others score
+                reason = f"{type(exc).__name__}: {_first_line(exc)}"
+                if strict and (entry.name, entry.version) not in retried:
+                    raise ModelError(f"{entry.key} did not load: {reason}") from exc
+                log.error("%s left out of the vote, it did not load: %s", entry.key, reason)
+                self.failures[entry.key] = reason
+                return Unavailable(entry.name, entry.version, reason)
+            return member
 
         self.arms: dict[str, Arms] = {}
         for spec in SPECS.values():
@@ -221,9 +329,10 @@ class Ensemble:
         return cast("OnnxMember", self.arms["onnx"].models[0])
 
     @property
-    def online(self) -> OnlineLearner:
-        """The live online learner (the worker teaches it outcomes)."""
-        return cast("OnlineLearner", self.arms["online"].models[0])
+    def online(self) -> OnlineLearner | None:
+        """The live online learner (the worker teaches it outcomes); None when it did not load."""
+        model = self.arms["online"].models[0]
+        return None if isinstance(model, Unavailable) else cast("OnlineLearner", model)
 
     @property
     def online_means(self) -> np.ndarray:
@@ -268,10 +377,20 @@ class Ensemble:
     ) -> Scores:
         """Every member's scores and the vote. ``route_ids`` assign rows to versions during an
         A/B test; without them (backtests) the active versions score every row. ``threshold``
-        replaces the configured one for this call (an API request's own)."""
+        replaces the configured one for this call (an API request's own). A member that fails
+        is left out of the rows it failed (``Scores.failures`` says why); rows no member
+        answered are scored by the heuristic."""
         members: dict[str, np.ndarray] = {}
         versions: dict[str, str | np.ndarray] = {}
+        failures: dict[str, str] = {}
         for name, arms in self.arms.items():
-            members[name], versions[name] = arms.predict(X, route_ids)
+            members[name], versions[name] = arms.predict(X, route_ids, failures)
         voting = self.voting if threshold is None else replace(self.voting, threshold=threshold)
-        return Scores(members, vote(members, voting), versions, voting)
+        result = vote(members, voting)
+        fallback = np.isnan(result.score)
+        if not fallback.any():
+            return Scores(members, result, versions, voting, failures)
+        score = np.where(fallback, heuristic(X), result.score)
+        return Scores(
+            members, Vote(score, score > voting.threshold), versions, voting, failures, fallback
+        )

@@ -60,8 +60,7 @@ def encode_predictions(
 ) -> list[bytes]:
     """Each opportunity's prediction, JSON-encoded in one call for the whole batch, with the
     features it was scored with (NaN, a missing feature, encodes as null)."""
-    voting = scores.voting
-    threshold, strategy = voting.threshold, voting.strategy
+    threshold = scores.voting.threshold
     recommendation, confidence = recommend(scores.vote.score, scores.vote.decision)
     rows = [
         _Checked(
@@ -81,17 +80,32 @@ def encode_predictions(
             sure,
             FEATURE_VERSION,
             features,
+            voters,
         )
-        for o, score, decision, member_scores, versions, latency, advice, sure, features in zip(
+        for (
+            o,
+            score,
+            decision,
+            strategy,
+            member_scores,
+            versions,
+            latency,
+            advice,
+            sure,
+            features,
+            voters,
+        ) in zip(
             opportunities,
             scores.vote.score.tolist(),
             scores.vote.decision.tolist(),
+            scores.strategies,
             scores.rows,
             scores.version_rows,
             latency_ms.tolist(),
             recommendation,
             confidence,
             X.tolist(),
+            scores.voters,
             strict=True,
         )
     ]

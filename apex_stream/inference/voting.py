@@ -5,6 +5,12 @@ Every strategy is a pure, vectorised function of a micro-batch: ``scores`` maps 
 is always strict (``score > threshold``) so that a neutral 0.5 at the default threshold of 0.5
 never trades: the neutral value is what the strategies return when they have no opinion, and no
 opinion must not spend gas.
+
+NaN marks a member that did not answer for a row (it failed, or its version could not load):
+every strategy re-weights over the members that answered that row, and stacking, whose
+meta-learner was fitted on all its members, falls back to the re-weighted vote for rows where
+one is missing. A row no member answered scores NaN; the ensemble scores it by
+:mod:`apex_stream.inference.heuristic`.
 """
 
 from __future__ import annotations
@@ -88,8 +94,11 @@ def vote(scores: Mapping[str, np.ndarray], config: VotingConfig) -> Vote:
     """Combine the member scores of one micro-batch according to ``config.strategy``.
 
     Majority and unanimous votes count every member in ``scores``, so the caller picks the voters;
-    weighted and stacking votes read only the members their configuration names.
+    weighted and stacking votes read only the members their configuration names. A member left
+    out of ``scores``, or NaN in a row, did not answer (see the module docstring).
     """
+    if any(np.isnan(a).any() for a in scores.values()):
+        return _partial(scores, config)
     match config.strategy:
         case "weighted":
             return _weighted(scores, config)
@@ -135,6 +144,51 @@ def fit_stacking(
         if np.max(np.abs(step)) < 1e-10:
             break
     return StackingParams(members, tuple(float(c) for c in beta[1:]), float(beta[0]))
+
+
+def _partial(scores: Mapping[str, np.ndarray], config: VotingConfig) -> Vote:
+    """The vote over the members that answered each row (the slow path: only batches in which
+    a member failed take it)."""
+    s = {m: np.asarray(a, dtype=np.float64) for m, a in scores.items()}
+    if config.strategy in ("majority", "unanimous"):
+        stacked = np.stack(list(s.values()))
+        answered = ~np.isnan(stacked)
+        count = answered.sum(axis=0)
+        yes = (stacked > config.threshold).sum(axis=0)  # NaN is never above the threshold
+        if config.strategy == "majority":
+            share = np.divide(yes, count, out=np.full(count.shape, np.nan), where=count > 0)
+            return Vote(share, 2 * yes > count)
+        agree = (yes == count) | (yes == 0)
+        mean = _nanmean(stacked, answered, count)
+        return Vote(np.where(agree, mean, NEUTRAL), (yes == count) & (count > 0))
+    weights = {m: w for m, w in config.weights.items() if w > 0.0 and m in s}
+    num = np.zeros(len(next(iter(s.values()))))
+    den = np.zeros_like(num)
+    for m, w in weights.items():
+        ok = ~np.isnan(s[m])
+        num += np.where(ok, w * s[m], 0.0)
+        den += np.where(ok, w, 0.0)
+    score = np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
+    if config.online_weight > 0.0 and ONLINE in s:
+        online = s[ONLINE]
+        both = ~np.isnan(score) & ~np.isnan(online)
+        blended = (1.0 - config.online_weight) * score + config.online_weight * online
+        score = np.where(both, blended, np.where(np.isnan(score), online, score))
+    if config.strategy == "stacking":
+        assert config.stacking is not None  # guaranteed by VotingConfig
+        members = config.stacking.members
+        if all(m in s for m in members):
+            full = np.all([~np.isnan(s[m]) for m in members], axis=0)
+            stacked = np.stack([np.nan_to_num(s[m], nan=NEUTRAL) for m in members])
+            score = np.where(full, _stack(config.stacking, stacked), score)
+    return Vote(score, score > config.threshold)
+
+
+def _nanmean(stacked: np.ndarray, answered: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The mean of the members that answered each row (NaN where none did)."""
+    total = np.where(answered, stacked, 0.0).sum(axis=0)
+    mean: np.ndarray = np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)
+    return mean
 
 
 def _weighted(scores: Mapping[str, np.ndarray], config: VotingConfig) -> Vote:

@@ -1,6 +1,7 @@
 """What joined outcomes teach a worker: the online learner learns them, and every member
 version's performance is booked from them.
 
+A worker whose online learner did not load (``learner`` None) still books performance.
 The online learner is snapshotted to the ``learner-state`` GlobalTable every
 ``learner_snapshot_every`` outcomes and restored from it when the worker starts again.
 """
@@ -25,7 +26,11 @@ class Learning:
     """The online learner and the performance book of one worker."""
 
     def __init__(
-        self, learner: OnlineLearner, means: np.ndarray, threshold: float, snapshot_every: int
+        self,
+        learner: OnlineLearner | None,
+        means: np.ndarray,
+        threshold: float,
+        snapshot_every: int,
     ) -> None:
         self.learner = learner
         self.means = means
@@ -36,10 +41,17 @@ class Learning:
     def restore(self, blob: bytes) -> None:
         """Continue from a snapshot of the learner-state table (when it fits the features);
         :class:`SnapshotError` for a blob that is not one (the learner stays as it is)."""
+        if self.learner is None:  # nothing to continue
+            return
         restored = OnlineLearner.restore(blob)
         if restored.features == self.learner.features:
             self.learner.adopt(restored)
             log.info("online learner restored (%d outcomes learned)", restored.learned)
+
+    @property
+    def learned(self) -> int:
+        """Outcomes the online learner has learned (0 without one)."""
+        return self.learner.learned if self.learner is not None else 0
 
     def learn(self, joined: Joined) -> bytes | None:
         """Book and learn a batch of joined outcomes; returns a snapshot when one is due."""
@@ -47,8 +59,9 @@ class Learning:
             return None
         for j, member in enumerate(MEMBERS):
             scores, versions = joined.scores[:, j], joined.versions[:, j]
-            for version in set(versions.tolist()):
-                rows = versions == version
+            answered = ~np.isnan(scores)  # a member that failed a row is not booked for it
+            for version in set(versions[answered].tolist()):
+                rows = (versions == version) & answered
                 self.book.update(
                     member,
                     version,
@@ -57,6 +70,8 @@ class Learning:
                     joined.profit[rows],
                     joined.latency_ms[rows],
                 )
+        if self.learner is None:
+            return None
         X = impute(joined.X.astype(np.float64), self.means)
         self.learner.learn(X, joined.success)
         ONLINE_LEARNED.set(self.learner.learned)

@@ -21,6 +21,7 @@ import numpy as np
 from ..deadletter import dead_letter, split_valid
 from ..events import DeadLetter, Event, Opportunity, Outcome
 from ..features import FEATURES
+from ..inference.failures import Failures
 from ..inference.members import MEMBERS
 from ..inference.scoring import Scorer, encode_predictions, member_matrix
 from ..learning.join import Joined, PartitionJoin, Scored
@@ -29,6 +30,7 @@ from ..learning.outcomes import Learning
 from ..metrics import (
     BATCH_SIZE,
     DEAD_LETTERS,
+    HEURISTIC_SCORED,
     JOIN_WAITING,
     LATENCY,
     OUTCOMES,
@@ -82,6 +84,8 @@ class Process:
         self.learning = learning
         self.monitor = monitor
         self.joins: dict[int, PartitionJoin] = {}
+        #: the ensemble's member failures (alerts, ``/health``)
+        self.failures = Failures(settings.alert_cooldown_s)
 
     def join(self, partition: int) -> PartitionJoin:
         """The join state of a partition (empty when the worker starts holding it)."""
@@ -124,6 +128,11 @@ class Process:
             reason = f"processing failed: {type(exc).__name__}: {exc}"
             self._reject([dead_letter(r, reason) for r in kept], out)
             return []
+        if scores.failures:
+            log.warning("members left out of a batch of %d: %s", len(kept), scores.failures)
+            out.events += self.failures.report(scores.failures, "score")
+        if scores.fallback is not None:
+            HEURISTIC_SCORED.inc(int(scores.fallback.sum()))
         now = time.time()
         n = len(kept)
         record_s = np.fromiter((r.timestamp for r in kept), np.float64, n) / 1000.0

@@ -3,15 +3,20 @@ an A/B test scoring each route with its version."""
 
 from __future__ import annotations
 
+import copy as copy_module
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import xgboost as xgb
 
 from apex_stream.features import FEATURES, MarketState, impute, opportunity_features
 from apex_stream.inference.ensemble import Ensemble
+from apex_stream.inference.heuristic import HEURISTIC, heuristic
 from apex_stream.inference.members import MEMBERS
-from apex_stream.inference.registry import Registry
+from apex_stream.inference.registry import ModelError, Registry
 from apex_stream.inference.routes import assign
+from apex_stream.inference.voting import vote
 from apex_stream.settings import Settings
 from apex_stream.training.metrics import roc_auc
 from tests.support.builds import cpu_onnxruntime_only, cpu_xgboost_only
@@ -134,3 +139,96 @@ def test_an_ab_test_scores_each_route_with_its_version(registry: Registry) -> No
     promoted = Ensemble(settings, registry.manifest(), previous=ensemble)
     assert promoted.versions["xgboost"] == "1.1.0" and promoted.xgboost is new
     assert promoted.online is ensemble.online  # the live learner keeps learning
+
+
+# -- failover --------------------------------------------------------------------------------
+
+
+class Broken:
+    """A member that raises, or answers what ``answers`` says, whatever it is asked."""
+
+    provider = "cpu"
+
+    def __init__(self, name: str, answers: np.ndarray | None = None) -> None:
+        self.name, self.version, self.answers = name, "9.9.9", answers
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.answers is None:
+            raise RuntimeError("Number of columns in data must equal to the trained model")
+        return self.answers[: len(X)]
+
+
+def with_members(ensemble: Ensemble, **members: Broken) -> Ensemble:
+    """A copy of ``ensemble`` (sharing its loaded models) with some members replaced."""
+    copy = copy_module.copy(ensemble)
+    copy.arms = dict(ensemble.arms)
+    for name, member in members.items():
+        copy.arms[name] = replace(ensemble.arms[name], models=(member,))
+    return copy
+
+
+def test_a_member_that_raises_sits_out_and_the_others_vote(ensemble: Ensemble, simulated) -> None:
+    X = simulated[0][:200]
+    scores = with_members(ensemble, xgboost=Broken("xgboost")).score(X)
+    assert scores.failures == {
+        "xgboost@9.9.9": "RuntimeError: Number of columns in data must equal to the trained model"
+    }
+    assert np.isnan(scores.members["xgboost"]).all()
+    assert scores.voters[0] == ["onnx", "online"] and "xgboost" not in scores.rows[0]
+    assert set(scores.version_rows[0]) == {"onnx", "online"}
+    expected = vote(
+        {"onnx": scores.members["onnx"], "online": scores.members["online"]},
+        replace(ensemble.voting, weights={"onnx": 1.0}),
+    )
+    np.testing.assert_allclose(scores.vote.score, expected.score)
+    assert scores.strategies[0] == "weighted" and scores.fallback is None
+
+
+def test_scores_outside_zero_one_are_left_out_row_by_row(ensemble: Ensemble, simulated) -> None:
+    X = simulated[0][:4]
+    answers = np.array([0.2, 2.0, np.nan, 0.7])
+    scores = with_members(ensemble, onnx=Broken("onnx", answers)).score(X)
+    assert scores.failures == {"onnx@9.9.9": "2 of 4 scores not in [0, 1]"}
+    assert [("onnx" in v) for v in scores.voters] == [True, False, False, True]
+    assert scores.rows[0]["onnx"] == 0.2
+
+
+def test_with_no_member_answering_the_heuristic_scores(ensemble: Ensemble, simulated) -> None:
+    X = simulated[0][:50]
+    broken = {name: Broken(name) for name in MEMBERS}
+    scores = with_members(ensemble, **broken).score(X)
+    np.testing.assert_array_equal(scores.vote.score, heuristic(X))
+    assert scores.strategies == [HEURISTIC] * 50 and scores.voters == [[]] * 50
+    assert scores.rows == [{}] * 50 and scores.fallback is not None and scores.fallback.all()
+    assert set(scores.failures) == {f"{m}@9.9.9" for m in MEMBERS}
+
+
+def test_heuristic_is_the_scanners_confidence_less_the_gas_share() -> None:
+    X = np.full((3, len(FEATURES)), np.nan)
+    X[:, FEATURES.index("confidence_score")] = [0.9, 0.9, np.nan]
+    X[:, FEATURES.index("gas_share")] = [0.25, np.nan, 0.0]
+    np.testing.assert_allclose(heuristic(X), [0.675, 0.0, 0.0])
+
+
+def test_a_member_file_that_does_not_load_is_unavailable_at_start(
+    registry: Registry, simulated
+) -> None:
+    onnx = registry.active("onnx")
+    (registry.folder / str(onnx.path)).write_bytes(b"corrupted")
+    settings = Settings(models_dir=registry.folder)
+    ensemble = Ensemble(settings)
+    [(key, reason)] = ensemble.failures.items()
+    assert key == "onnx@1.0.0" and "checksum mismatch" in reason
+    assert ensemble.providers["onnx"] == "unavailable"
+    scores = ensemble.score(simulated[0][:10])
+    assert scores.voters[0] == ["xgboost", "online"] and scores.failures == {}
+
+    # a live reload refuses a revision that adds a version which does not load...
+    xgb = registry.active("xgboost")
+    (registry.folder / str(xgb.path)).write_bytes(b"corrupted too")
+    with pytest.raises(ModelError, match="xgboost@1.0.0 did not load: ModelError: checksum"):
+        Ensemble(settings, registry.manifest(), strict=True)
+    # ...but reuses the versions it serves, and tries an unavailable one again without refusing
+    reloaded = Ensemble(settings, registry.manifest(), previous=ensemble, strict=True)
+    assert set(reloaded.failures) == {"onnx@1.0.0"}
+    assert reloaded.xgboost is ensemble.xgboost

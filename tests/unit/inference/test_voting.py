@@ -177,8 +177,8 @@ def test_stacking_params_need_one_coefficient_per_member() -> None:
     [
         (arrays(xgboost=[0.9]), r"missing scores for \['onnx'\]"),
         (arrays(xgboost=[0.9, 0.8], onnx=[0.4]), "one length"),
-        (arrays(xgboost=[0.9, float("nan")], onnx=[0.4, 0.4]), "NaN"),
-        (arrays(xgboost=[0.9], onnx=[0.4], online=[float("nan")]), "NaN"),
+        (arrays(xgboost=[0.9, float("inf")], onnx=[0.4, 0.4]), "NaN or inf"),
+        (arrays(xgboost=[0.9], onnx=[0.4], online=[-float("inf")]), "NaN or inf"),
         ({"xgboost": np.ones((2, 2)), "onnx": np.ones((2, 2))}, "1-D"),
     ],
 )
@@ -213,3 +213,45 @@ def test_vectorised_batch_matches_row_by_row(config: VotingConfig) -> None:
         row = vote({m: s[i : i + 1] for m, s in scores.items()}, config)
         assert row.score[0] == pytest.approx(batch.score[i], rel=1e-12)
         assert row.decision[0] == batch.decision[i]
+
+
+# -- failover: NaN is a member that did not answer a row --------------------------------------
+
+NAN = float("nan")
+
+
+def test_weighted_reweights_over_the_members_that_answered_each_row() -> None:
+    scores = arrays(xgboost=[0.9, NAN, NAN], onnx=[0.4, 0.4, NAN], online=[0.5, 0.5, 0.3])
+    result = vote(scores, VotingConfig(online_weight=0.2))
+    full = 0.8 * (0.6 * 0.9 + 0.4 * 0.4) + 0.2 * 0.5
+    np.testing.assert_allclose(result.score, [full, 0.8 * 0.4 + 0.2 * 0.5, 0.3])
+    # the complete row scores exactly as it does in a batch where every member answered
+    alone = vote(arrays(xgboost=[0.9], onnx=[0.4], online=[0.5]), VotingConfig())
+    assert result.score[0] == alone.score[0]
+
+
+def test_a_row_no_member_answered_scores_nan_and_never_executes() -> None:
+    for strategy in ("weighted", "majority", "unanimous"):
+        result = vote(arrays(xgboost=[NAN, 0.9], onnx=[NAN, 0.8]), VotingConfig(strategy))
+        assert np.isnan(result.score[0]) and not result.decision[0], strategy
+        assert result.decision[1], strategy
+
+
+def test_majority_and_unanimous_count_only_the_members_that_answered() -> None:
+    scores = arrays(xgboost=[0.9, 0.9], onnx=[NAN, 0.2], online=[0.8, NAN])
+    majority = vote(scores, VotingConfig("majority"))
+    np.testing.assert_allclose(majority.score, [1.0, 0.5])
+    assert majority.decision.tolist() == [True, False]
+    unanimous = vote(scores, VotingConfig("unanimous"))
+    np.testing.assert_allclose(unanimous.score, [0.85, 0.5])
+    assert unanimous.decision.tolist() == [True, False]
+
+
+def test_stacking_falls_back_to_the_weighted_vote_where_a_member_is_missing() -> None:
+    params = StackingParams(("xgboost", "onnx"), (1.0, 1.0), 0.0)
+    config = VotingConfig("stacking", stacking=params, online_weight=0.0)
+    scores = arrays(xgboost=[0.9, 0.9], onnx=[0.4, NAN])
+    result = vote(scores, config)
+    complete = vote(arrays(xgboost=[0.9], onnx=[0.4]), config)
+    assert result.score[0] == pytest.approx(complete.score[0])
+    assert result.score[1] == pytest.approx(0.9)  # xgboost alone, re-weighted to 1

@@ -4,14 +4,16 @@ comes first, and a partition's join state rebuilt from its stored predictions.""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import namedtuple
+from dataclasses import replace
 
 import msgspec
 import numpy as np
 import pytest
 
-from apex_stream.events import DeadLetter, Prediction, decode, encode
+from apex_stream.events import Alert, DeadLetter, Prediction, decode, encode
 from apex_stream.features import MarketState
 from apex_stream.inference.ensemble import Ensemble
 from apex_stream.inference.members import MEMBERS
@@ -103,8 +105,44 @@ def test_encoded_predictions_are_the_prediction_events_bytes(ensemble: Ensemble)
             ),
             feature_version="1.0",
             features=[None if np.isnan(v) else v for v in X[i].tolist()],
+            voters=list(MEMBERS),
         )
         assert payload == encode(expected)
+
+
+def test_a_failing_member_sits_out_without_dead_lettering_anything(ensemble: Ensemble) -> None:
+    class Raises:
+        name, version, provider = "onnx", "1.0.0", "cpu"
+
+        def predict(self, X: np.ndarray) -> np.ndarray:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    broken = copy.copy(ensemble)
+    broken.arms = dict(ensemble.arms) | {"onnx": replace(ensemble.arms["onnx"], models=(Raises(),))}
+    settings = Settings()
+    learning = Learning(broken.online, broken.online_means, 0.5, 10_000)
+    process = Process(settings, Scorer(broken, View()), learning, Monitor(settings, "test"))
+    opportunities = [opportunity(i, f"r{i}", ["WETH", "USDC"]) for i in range(5)]
+    first = process.run(records(opportunities, "opportunities"), [])
+    predictions = [decode(v, Prediction) for _, v in first.predictions[0]]
+    assert len(predictions) == 5
+    assert all(p.voters == ["xgboost", "online"] for p in predictions)
+    assert all(set(p.model_scores) == {"xgboost", "online"} for p in predictions)
+    (alert,) = first.events  # no dead letter
+    assert isinstance(alert, Alert) and alert.kind == "member.failed"
+    assert alert.message.startswith("onnx@1.0.0 failed to score and is left out of the vote")
+    # one alert per cooldown, however many batches fail; /health says so meanwhile
+    second = process.run(records(opportunities, "opportunities", first=5), [])
+    assert second.events == [] and len(second.predictions[0]) == 5
+    [reason] = process.failures.recent(60.0)
+    assert reason.startswith("onnx@1.0.0 failed to score 0 s ago: RuntimeError: CUDA error")
+    # its outcomes teach the learner and book the members that voted
+    learned = process.learning.learned
+    outcomes = [outcome_for(o, i % 2 == 0) for i, o in enumerate(opportunities)]
+    joined = process.run([], records(outcomes, "outcomes"))
+    assert not any(isinstance(e, DeadLetter) for e in joined.events)
+    assert process.learning.learned == learned + 5
+    assert set(process.learning.book.versions) == {("xgboost", "1.0.0"), ("online", "1.0.0")}
 
 
 def test_outcomes_join_in_either_order_and_teach_the_learner(process: Process) -> None:
