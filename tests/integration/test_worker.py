@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 import re
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -241,6 +242,13 @@ async def test_scoring_api(settings: Settings, tmp_path: Path, free_port: int) -
         assert status == 400
         health = get(port, "/health")
         assert health["status"] == "ok" and health["providers"]["onnx"] == "CPUExecutionProvider"
+        assert health["reasons"] == [] and single["voters"] == list(members.MEMBERS)
+        # Faust's own web views (its router and tables) are not served
+        for path in ("/router", "/table", "/table/learner-state"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                get(port, path)
+            refused.value.close()
+            assert refused.value.code == 404, path
 
 
 async def test_a_tampered_learner_snapshot_is_refused(
