@@ -172,11 +172,13 @@ def test_model_management_edits_the_registry_and_publishes(
         json={"model_type": "xgboost", "model_path": str(model), "version": "1.1.0"},
     )
     assert again.status_code == 409 and "already registered" in again.text
-    # a file that is not such a model is refused
+    # a file that is not such a model is refused, the message names the file to register
     for member, path in (("xgboost", "/etc/passwd"), ("online", str(model))):
         not_a_model = {"model_type": member, "model_path": path, "version": "1.2.0"}
         refused = client.post("/models/register", json=not_a_model)
-        assert refused.status_code == 409 and "does not load and score" in refused.text
+        assert refused.status_code == 409, refused.text
+        assert f"{member}@1.2.0 does not load as a" in refused.json()["detail"]
+        assert "register a file saved by" in refused.json()["detail"]
     response = client.post(
         "/models/ab-test",
         json={
