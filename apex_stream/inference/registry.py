@@ -325,7 +325,8 @@ class Registry:
         if digest != entry.sha256:
             raise ModelError(
                 f"checksum mismatch for {entry.key} ({entry.path}): manifest says "
-                f"{entry.sha256[:12]}…, file is {digest[:12]}…; refusing to load it"
+                f"{entry.sha256[:12]}…, file is {digest[:12]}…; refusing to load it: restore the "
+                "file, or register the new one as a new version"
             )
         return data
 
