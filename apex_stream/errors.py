@@ -19,3 +19,8 @@ class ServiceError(ApexStreamError):
 
 class TopicError(ApexStreamError):
     """A topic definition is invalid or the broker disagrees with it."""
+
+
+class ModelError(ApexStreamError):
+    """A model file or manifest entry that cannot be used (raised by the registry and by model
+    validation, which the registry runs: it lives here so that neither imports the other)."""

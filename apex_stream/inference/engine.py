@@ -72,7 +72,7 @@ class EngineModel:
     @property
     def n_features(self) -> int:
         """The width of the matrix the model was trained on (8 for a model that fits)."""
-        return int(self._trees.booster.num_features())
+        return self._trees.n_features
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probability of success for every row of an (n, 8) matrix, as float64 (n,)."""

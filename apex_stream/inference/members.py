@@ -63,6 +63,9 @@ class MemberSpec:
     #: its default weight in the weighted vote; None: blended in by ``online_weight`` instead
     #: (the online member), or no vote at all (:data:`ENGINE`)
     vote_weight: float | None
+    #: what writes a file of this type: a registration that does not load is told to register
+    #: "a file saved by" this
+    saved_by: str
     #: the feature list its models are trained on (the registry refuses others)
     feature_version: str = FEATURE_VERSION
 
@@ -99,12 +102,24 @@ def _engine(model: bytes, version: str, device: Device, threads: int) -> Member:
     return EngineModel(model, version, device=device, threads=threads)
 
 
+_BOOSTER = (
+    "xgboost's Booster.save_model (.ubj or .json) with objective binary:logistic, as "
+    "`apex-stream models train` writes"
+)
+_MLP = (
+    "onnx with one float input [N, features] and one probability per row, as "
+    "`apex-stream models train` writes (onnx_member.build_mlp_onnx)"
+)
+_SNAPSHOT = "OnlineLearner.snapshot (JSON), as `apex-stream models train` writes"
+
 SPECS: dict[str, MemberSpec] = {
     spec.name: spec
     for spec in (
-        MemberSpec("xgboost", "xgboost-booster", "ubj", _xgboost, True, "xgboost_threads", 0.6),
-        MemberSpec("onnx", "onnx-mlp", "onnx", _onnx, True, "onnx_threads", 0.4),
-        MemberSpec("online", "river-logreg", "json", _online, False, None, None),
+        MemberSpec(
+            "xgboost", "xgboost-booster", "ubj", _xgboost, True, "xgboost_threads", 0.6, _BOOSTER
+        ),
+        MemberSpec("onnx", "onnx-mlp", "onnx", _onnx, True, "onnx_threads", 0.4, _MLP),
+        MemberSpec("online", "river-logreg", "json", _online, False, None, None, _SNAPSHOT),
     )
 }
 #: Every member, in the order of the scored state's member columns.
@@ -122,6 +137,10 @@ ENGINE = MemberSpec(
     splittable=False,
     threads_setting="xgboost_threads",
     vote_weight=None,
+    saved_by=(
+        "xgboost's Booster.save_model (.ubj or .json) with objective binary:logistic on seed "
+        "002's 8 features, as `apex-stream models train --engine-only` writes"
+    ),
     feature_version=ENGINE_FEATURE_VERSION,
 )
 #: Every model the registry versions by name: the members and the engine.

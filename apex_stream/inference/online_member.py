@@ -106,6 +106,11 @@ class OnlineLearner:
         self.counts, self.means, self.vars = n[-1], means[-1], variances[-1]
         return _standardise(X, means, variances)
 
+    @property
+    def n_features(self) -> int:
+        """The width of the rows it scores: one weight per feature."""
+        return len(self.features)
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probability of success for every row of the batch."""
         return _sigmoid(_standardise(X, self.means, self.vars) @ self.weights + self.intercept)

@@ -4,7 +4,9 @@ Every entry names a model (an ensemble member, the engine, or the stacking meta-
 semantic version, file, sha256, the feature-list version it was trained on, training metrics,
 creation time, status and traffic weight. Loading verifies the checksum and the feature version
 (each model of :data:`~apex_stream.inference.members.CATALOGUE` names its own list), so a worker
-never scores with a file it cannot vouch for.
+never scores with a file it cannot vouch for. A file gets traffic only after it loads and scores
+a realistic batch with probabilities (:mod:`~apex_stream.inference.validation`): when it is
+registered, and again from the registry's copy when a split or a promotion gives it traffic.
 Every write bumps the manifest's ``revision``; workers apply a manifest only when its revision
 is newer than the one they serve (see :mod:`apex_stream.inference.control`).
 """
@@ -22,19 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
-from ..errors import ApexStreamError
-from ..features import FEATURE_VERSION, FEATURES
-from ..features.engine import ENGINE_FEATURE_VERSION, ENGINE_FEATURES
+from ..errors import ModelError as ModelError  # the registry's error, wherever it is raised
+from ..features import FEATURE_VERSION
 from .members import CATALOGUE
+from .validation import FEATURE_WIDTHS as FEATURE_WIDTHS  # each feature list's width
+from .validation import validate as validate_model
 
 MANIFEST = "manifest.json"
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
-
-
-class ModelError(ApexStreamError):
-    """A model file or manifest entry that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -147,28 +144,6 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-#: How many features each feature list has: a model must score rows of that width.
-FEATURE_WIDTHS = {FEATURE_VERSION: len(FEATURES), ENGINE_FEATURE_VERSION: len(ENGINE_FEATURES)}
-
-
-def loads(name: str, version: str, model: bytes, feature_version: str) -> None:
-    """Refuse a model file that does not load as ``name``'s type or does not score one row of
-    its feature list's width with a probability (:class:`ModelError` saying why)."""
-    width = FEATURE_WIDTHS.get(feature_version)
-    if width is None:  # another feature list: the manifest's validation refuses it
-        return
-    spec = CATALOGUE[name]
-    try:
-        scores = np.asarray(spec.load(model, version, "cpu", 1).predict(np.zeros((1, width))))
-    except Exception as exc:  # noqa: BLE001 - any loader's failure means the same: refused
-        raise ModelError(
-            f"{name}@{version} does not load and score as a {spec.type} model on "
-            f"{width} features: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-        ) from None
-    if scores.shape != (1,) or not 0 <= scores[0] <= 1:
-        raise ModelError(f"{name}@{version} scores {scores!r} for one row, not a probability")
-
-
 class Registry:
     """Reads and writes a models folder and its manifest."""
 
@@ -214,8 +189,8 @@ class Registry:
         params: dict[str, Any] | None = None,
         created: str,
     ) -> ModelEntry:
-        """Copy a model file in and list it as a candidate without traffic, trained on the
-        model's own feature list unless ``feature_version`` says otherwise. Unless ``params``
+        """Validate a model file, copy it in and list it as a candidate without traffic, trained
+        on the model's own feature list unless ``feature_version`` says otherwise. Unless ``params``
         say otherwise, it takes the active version's (a member's: its training means, which
         fill missing features)."""
         if name not in CATALOGUE:
@@ -225,7 +200,7 @@ class Registry:
         if any(e.name == name and e.version == version for e in self.entries()):
             raise ModelError(f"{name}@{version} is already registered")
         feature_version = feature_version or feature_version_of(name)
-        loads(name, version, file.read_bytes(), feature_version)
+        validate_model(name, version, file.read_bytes(), feature_version)
         target = f"{name}-{version}{file.suffix}"
         shutil.copyfile(file, self.folder / target)
         entry = ModelEntry(
@@ -250,8 +225,9 @@ class Registry:
 
     def split(self, name: str, weights: dict[str, float]) -> list[ModelEntry]:
         """Start (or change) an A/B test: traffic per version; the active version must be in it
-        and the weights must sum to 1; versions left out take no traffic. Models that serve
-        one version at a time (the online learner, the engine) are never split."""
+        and the weights must sum to 1; versions left out take no traffic, every version given
+        traffic is validated again from its file here. Models that serve one version at a time
+        (the online learner, the engine) are never split."""
         if name in CATALOGUE and not CATALOGUE[name].splittable:
             raise ModelError(
                 f"{name} serves one version at a time, so it cannot be A/B tested: promote a "
@@ -267,6 +243,9 @@ class Registry:
         total = sum(weights.values())
         if not math.isclose(total, 1.0, abs_tol=1e-6):
             raise ModelError(f"traffic weights sum to {total:g}, must sum to 1")
+        for version, weight in weights.items():
+            if weight > 0:
+                self._vouch(self.get(name, version))
         since = now_iso()
         updated = [
             replace(
@@ -282,10 +261,12 @@ class Registry:
         return [e for e in updated if e.name == name]
 
     def promote(self, name: str, version: str) -> ModelEntry:
-        """Make a version the active one with all traffic; the previous active is archived."""
+        """Make a version the active one with all traffic (after validating its file again); the
+        previous active is archived."""
         chosen = self.get(name, version)
         if chosen.status == "active":
             raise ModelError(f"{chosen.key} is already active")
+        self._vouch(chosen)
         current = self.active(name).version
         updated = []
         for e in self.entries():
@@ -344,9 +325,19 @@ class Registry:
         if digest != entry.sha256:
             raise ModelError(
                 f"checksum mismatch for {entry.key} ({entry.path}): manifest says "
-                f"{entry.sha256[:12]}…, file is {digest[:12]}…; refusing to load it"
+                f"{entry.sha256[:12]}…, file is {digest[:12]}…; refusing to load it: restore the "
+                "file, or register the new one as a new version"
             )
         return data
+
+    def _vouch(self, entry: ModelEntry) -> None:
+        """Validate the registry's copy of a version (checksum and feature version first, then
+        :func:`~apex_stream.inference.validation.validate`) before the manifest gives it
+        traffic: a file changed or corrupted since it was registered is refused here, before
+        any worker loads it."""
+        if entry.name not in CATALOGUE:  # the stacking meta-learner: coefficients, no file
+            return
+        validate_model(entry.name, entry.version, self.load_bytes(entry), entry.feature_version)
 
     def add(self, entries: list[ModelEntry]) -> Manifest:
         """Add entries (replacing any with the same name and version) and rewrite the manifest."""

@@ -42,6 +42,12 @@ class XGBoostMember:
         (log.warning if device == "cuda" else log.info)("xgboost: predicting on cpu (%s)", reason)
         return "cpu"
 
+    @property
+    def n_features(self) -> int:
+        """The width of the matrix the model was trained on (validation compares it with the
+        feature list's: scoring another width fails, or is wrong, on every batch)."""
+        return int(self.booster.num_features())
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probability of success for every row."""
         return np.asarray(self.booster.inplace_predict(X, validate_features=False), np.float64)

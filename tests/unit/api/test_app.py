@@ -22,6 +22,7 @@ from apex_stream.inference.scoring import Scorer
 from apex_stream.learning.outcomes import Learning
 from apex_stream.settings import Settings
 from tests.support.events import opportunity
+from tests.support.models import bad_models
 from tests.support.seeds import SEED_000_BATCH, SEED_002_PREDICT
 
 SEED_BATCH = json.loads(SEED_000_BATCH)
@@ -172,11 +173,13 @@ def test_model_management_edits_the_registry_and_publishes(
         json={"model_type": "xgboost", "model_path": str(model), "version": "1.1.0"},
     )
     assert again.status_code == 409 and "already registered" in again.text
-    # a file that is not such a model is refused
+    # a file that is not such a model is refused, the message names the file to register
     for member, path in (("xgboost", "/etc/passwd"), ("online", str(model))):
         not_a_model = {"model_type": member, "model_path": path, "version": "1.2.0"}
         refused = client.post("/models/register", json=not_a_model)
-        assert refused.status_code == 409 and "does not load and score" in refused.text
+        assert refused.status_code == 409, refused.text
+        assert f"{member}@1.2.0 does not load as a" in refused.json()["detail"]
+        assert "register a file saved by" in refused.json()["detail"]
     response = client.post(
         "/models/ab-test",
         json={
@@ -204,6 +207,31 @@ def test_model_management_edits_the_registry_and_publishes(
         "A/B test of xgboost: 1.0.0=0.8, 1.1.0=0.2",
         "A/B test of xgboost: promote",
     ]
+
+
+def test_model_routes_refuse_bad_models_with_the_reason(registry: Registry, tmp_path: Path) -> None:
+    state, published = worker_state(registry)
+    client = serve(state)
+    manifest = registry.path.read_bytes()
+    for kind, bad in bad_models(tmp_path).items():
+        body = {"model_type": bad.name, "model_path": str(bad.file), "version": "1.1.0"}
+        if bad.feature_version:
+            body["feature_version"] = bad.feature_version
+        refused = client.post("/models/register", json=body)
+        assert refused.status_code == 409, (kind, refused.text)
+        assert bad.reason in refused.json()["detail"], kind
+    assert registry.path.read_bytes() == manifest and not published
+
+    model = registry.folder / "xgboost-1.0.0.ubj"
+    body = {"model_type": "xgboost", "model_path": str(model), "version": "1.1.0"}
+    assert client.post("/models/register", json=body).status_code == 200
+    (registry.folder / "xgboost-1.1.0.ubj").write_text("{}")  # corrupted after registration
+    manifest = registry.path.read_bytes()
+    split = {"model_type": "xgboost", "version_a": "1.0.0", "version_b": "1.1.0"}
+    refused = client.post("/models/ab-test", json=split | {"traffic_split": [0.8, 0.2]})
+    assert refused.status_code == 409
+    assert "checksum mismatch for xgboost@1.1.0" in refused.json()["detail"]
+    assert registry.path.read_bytes() == manifest and len(published) == 1
 
 
 def test_seed_002_predict_status_and_metrics(registry: Registry) -> None:
