@@ -74,6 +74,11 @@ SCORED_EXPIRED = Counter(
     "a full join ring",
     ["reason"],
 )
+CONSUMER_LAG = Gauge(
+    "apex_consumer_lag",
+    "Records the batch path's consumer is behind on the partitions it holds (every 5 s)",
+    ["topic"],
+)
 JOIN_WAITING = Gauge("apex_join_waiting", "Entries waiting in the outcome join", ["side"])
 PRICE_TICKS = Counter("apex_price_ticks_total", "Price ticks applied to the market state")
 PROVIDER = Gauge(
