@@ -41,6 +41,8 @@ pytestmark = [
 OPPORTUNITIES, STREAM_S = 12_000, 10.0
 #: Share of the stream sent before the broker is killed, and how long it stays down.
 KILLED_AT, DOWN_S = 0.4, 3.0
+#: The topics the batch path consumes.
+INPUTS = ("opportunities", "outcomes")
 
 
 @pytest.fixture
@@ -130,6 +132,11 @@ async def test_a_broker_restart_mid_stream_loses_nothing(
             60,
             "every outcome learned",
             every=1,
+        )
+        # the batch path measures its lag again after the outage: caught up, nothing behind
+        lags = [f'apex_consumer_lag{{topic="{settings.topic_name(t)}"}}' for t in INPUTS]
+        await wait_for(
+            lambda: [metrics(port).get(lag) for lag in lags] == [0, 0], 15, "a lag of 0 measured"
         )
         figures = metrics(port)
         now_learned = get(port, "/models/summary")["online_learned"]
