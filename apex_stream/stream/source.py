@@ -267,9 +267,10 @@ class BatchSource(Service):
             return
         lags = dict.fromkeys(self.topics, 0)
         for tp in self.consumer.assignment():
-            highwater = self.consumer.highwater(tp)  # known once a fetch of it was answered
-            if highwater is not None:
-                lags[tp.topic] += max(highwater - await self.consumer.position(tp), 0)
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:  # no fetch of it answered yet: no sample until every one is
+                return
+            lags[tp.topic] += max(highwater - await self.consumer.position(tp), 0)
         for topic, records in lags.items():
             CONSUMER_LAG.labels(topic).set(records)
         self.lag.add(now, lags)
