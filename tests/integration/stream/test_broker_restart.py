@@ -39,7 +39,8 @@ pytestmark = [
 
 #: Opportunities in the stream, sent over about STREAM_S seconds of wall time (plus the outage).
 OPPORTUNITIES, STREAM_S = 12_000, 10.0
-#: Share of the stream sent before the broker is killed, and how long it stays down.
+#: Share of the stream sent before the broker is killed; seconds before it is started again (its
+#: start takes another ~10 s).
 KILLED_AT, DOWN_S = 0.4, 3.0
 #: The topics the batch path consumes.
 INPUTS = ("opportunities", "outcomes")
@@ -49,10 +50,11 @@ INPUTS = ("opportunities", "outcomes")
 def broker(tmp_path: Path, free_ports: Callable[[int], list[int]]) -> Iterator[KafkaService]:
     """A broker of this test's own, from the jars already fetched for the shared one."""
     port, controller = free_ports(2)
+    jars = KafkaService(Settings()).libs.parent
+    assert (jars / "libs" / ".complete").exists(), f"no Kafka jars in {jars}: run `apex-stream up`"
     home = tmp_path / "home"
     home.mkdir()
-    for libs in Settings().home.glob("kafka-*"):
-        (home / libs.name).symlink_to(libs)
+    (home / jars.name).symlink_to(jars)
     service = KafkaService(
         Settings(home=home, kafka_port=port, kafka_controller_port=controller, kafka_heap="256m")
     )
