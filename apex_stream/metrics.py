@@ -74,6 +74,11 @@ SCORED_EXPIRED = Counter(
     "a full join ring",
     ["reason"],
 )
+CONSUMER_LAG = Gauge(
+    "apex_consumer_lag",
+    "Records the batch path's consumer is behind on the partitions it holds (every 5 s)",
+    ["topic"],
+)
 JOIN_WAITING = Gauge("apex_join_waiting", "Entries waiting in the outcome join", ["side"])
 PRICE_TICKS = Counter("apex_price_ticks_total", "Price ticks applied to the market state")
 PROVIDER = Gauge(
@@ -101,4 +106,11 @@ AI_LATENCY = Histogram(
 AI_REQUESTS = Counter("ai_requests_total", "Requests to the 8-feature /predict")
 API_REQUESTS = Counter(
     "apex_api_requests_total", "Requests to the worker's HTTP API", ["route", "status"]
+)
+API_SECONDS = Histogram(
+    "apex_api_request_seconds",
+    "Time of a request to the worker's HTTP API, by route template",
+    ["route"],
+    # a health check takes well under a millisecond, a 10,000-row batch seconds
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

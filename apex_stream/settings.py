@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     outcome_wait_s: float = Field(default=60.0, ge=0)
     scored_capacity: int = Field(default=250_000, ge=1)  # per partition
     commit_interval_s: float = Field(default=1.0, gt=0)
+    # /health calls a consumer lag growing once it rose sample after sample (every 5 s) over
+    # this long and stands at this many records or more
+    health_lag_floor: int = Field(default=10_000, ge=0)
+    health_lag_window_s: float = Field(default=30.0, gt=0)
     learner_snapshot_every: int = Field(default=2000, ge=1)
 
     monitor_features: tuple[str, ...] = (

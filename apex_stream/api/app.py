@@ -8,6 +8,7 @@ Routes: scoring (:mod:`.predict`), model management (:mod:`.models`), status (:m
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -22,7 +23,7 @@ from ..app import Pipeline
 from ..features.agent import MarketView
 from ..inference.control import publish
 from ..inference.registry import Registry
-from ..metrics import API_REQUESTS
+from ..metrics import API_REQUESTS, API_SECONDS
 from ..stream.process import Process
 from ..stream.source import BatchSource
 from . import models, predict, schemas, status
@@ -64,9 +65,13 @@ def create_api(state: WorkerState) -> FastAPI:
 
     @api.middleware("http")
     async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
+        started = time.perf_counter()
         response = await call_next(request)
-        route = request.scope.get("route")
-        API_REQUESTS.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        # the route's template, not the raw path: any path nothing serves is "unmatched", so a
+        # scan of made-up paths adds no series
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        API_SECONDS.labels(route).observe(time.perf_counter() - started)
+        API_REQUESTS.labels(route, str(response.status_code)).inc()
         return response
 
     return api
@@ -93,6 +98,9 @@ def attach(pipeline: Pipeline, process: Process, source: BatchSource) -> None:
         else:
             if newest > ensemble.revision:
                 reasons.append(f"serving manifest revision {ensemble.revision}, {newest} exists")
+        lag = source.lag_reason()
+        if lag is not None:
+            reasons.append(lag)
         return reasons
 
     def health() -> dict[str, Any]:

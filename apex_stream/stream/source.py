@@ -20,6 +20,8 @@ group) and follows the app's consumer group instead of forming its own:
 - **Commits**: at most every ``commit_interval_s``, the positions whose outputs are
   acknowledged; an outcomes partition never past its earliest outcome still waiting for its
   opportunity, so a restart re-reads it (at least once; the sink stores each event once).
+- **Lag**: every few seconds, the records behind on the partitions held, per topic
+  (``apex_consumer_lag``); :meth:`BatchSource.lag_reason` says when it keeps growing.
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ from ..client import kafka_consumer, kafka_producer
 from ..deadletter import dead_letter
 from ..errors import TopicError
 from ..events import Event, encode
-from ..metrics import BATCH_SECONDS
+from ..metrics import BATCH_SECONDS, CONSUMER_LAG
 from ..settings import Settings
 from ..topics import TopicAdmin
+from .lag import LagHistory
 from .process import Output, Process
 
 log = logging.getLogger("apex_stream.stream")
@@ -77,6 +80,7 @@ class BatchSource(Service):
         self._committed: dict[TopicPartition, int] = {}
         self._committing: asyncio.Future[None] | None = None
         self._last_commit = self._last_expiry = 0.0
+        self.lag = LagHistory(settings.health_lag_floor, settings.health_lag_window_s)
         self.consumer: AIOKafkaConsumer
         self.producer: AIOKafkaProducer
 
@@ -135,6 +139,7 @@ class BatchSource(Service):
                     await self.pipeline.app.crash(exc)
                     return
                 self._expire()
+                await self._sample_lag()
 
     # -- one fetch ----------------------------------------------------------------------------
 
@@ -255,6 +260,25 @@ class BatchSource(Service):
             return
         self._committed.update(offsets)
 
+    async def _sample_lag(self) -> None:
+        """Records behind per topic on the partitions held, when a sample is due."""
+        now = time.monotonic()
+        if not self.lag.due(now):
+            return
+        lags = dict.fromkeys(self.topics, 0)
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:  # no fetch of it answered yet: no sample until every one is
+                return
+            lags[tp.topic] += max(highwater - await self.consumer.position(tp), 0)
+        for topic, records in lags.items():
+            CONSUMER_LAG.labels(topic).set(records)
+        self.lag.add(now, lags)
+
+    def lag_reason(self) -> str | None:
+        """Why this worker is falling behind (its consumer lag keeps growing), or None."""
+        return self.lag.reason()
+
     def _expire(self) -> None:
         now = time.time()
         if now - self._last_expiry >= 1.0:
@@ -277,6 +301,9 @@ class BatchSource(Service):
         self._has_partitions.clear()
         self.consumer.assign([])
         self._acked.clear()
+        self.lag.clear()
+        for topic in self.topics:
+            CONSUMER_LAG.labels(topic).set(0)
         log.info("released partitions %s", sorted(self.owned))
         self.owned = set()
 

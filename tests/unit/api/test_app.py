@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from apex_stream.api.app import create_api
 from apex_stream.api.state import WorkerState
@@ -301,3 +302,30 @@ def _json(event: Any) -> str:
     from apex_stream.events import encode
 
     return encode(event).decode()
+
+
+def request_seconds(client: TestClient) -> dict[tuple[str, str], float]:
+    """``apex_api_request_seconds`` samples from /metrics by (sample name, route)."""
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    return {
+        (sample.name, sample.labels["route"]): sample.value
+        for family in families
+        if family.name == "apex_api_request_seconds"
+        for sample in family.samples
+        if "le" not in sample.labels
+    }
+
+
+def test_request_latencies_are_on_metrics_by_route_template(client: TestClient) -> None:
+    before = request_seconds(client)
+    o = json.loads(_json(opportunity(1, "r1", ["A", "B"])))
+    single = client.post("/predict/single", json=o)
+    assert single.status_code == 200, single.text
+    assert client.get("/no/such/path").status_code == 404
+    after = request_seconds(client)
+    for route in ("/predict/single", "unmatched"):
+        count = ("apex_api_request_seconds_count", route)
+        assert after[count] == before.get(count, 0) + 1
+        took = ("apex_api_request_seconds_sum", route)
+        assert after[took] > before.get(took, 0)
+    assert not any("/no/such" in route for _, route in after)  # raw paths make no series
