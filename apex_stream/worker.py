@@ -24,6 +24,7 @@ from .inference.registry import Manifest
 from .inference.scoring import Scorer
 from .learning.monitor import Monitor
 from .learning.outcomes import Learning
+from .logs import quiet_repeats
 from .metrics import MODEL_REVISION, PROVIDER
 from .settings import Settings
 from .stream.process import Process
@@ -171,4 +172,5 @@ def run(settings: Settings) -> None:
     # Faust's terminal spinner turns every DEBUG call into a log record (and a redraw) at
     # WARNING level: costly on the hot path, useless in a service
     worker.spinner = None
+    quiet_repeats("aiokafka")
     worker.execute_from_commandline()

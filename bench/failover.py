@@ -39,8 +39,7 @@ def main() -> None:
         scores = ensemble.score(data.X)
         for out in cases:
             members = {
-                m: np.full(len(data), np.nan) if m in out else s
-                for m, s in scores.members.items()
+                m: np.full(len(data), np.nan) if m in out else s for m, s in scores.members.items()
             }
             score = vote(members, ensemble.voting).score
             label = "all members" if not out else "without " + " and ".join(out)
