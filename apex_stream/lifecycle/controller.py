@@ -308,8 +308,11 @@ class Controller:
 
 def retrain_tested(result: RetrainResult, why: str, trigger: str, s: Settings) -> Alert:
     """The ``retrain`` alert: which members' new versions entered the A/B test."""
-    auc = {m: result.comparison[m]["candidate"]["auc"] for m in result.tested}
-    before = {m: result.comparison[m]["active"]["auc"] for m in result.tested}
+    auc = ", ".join(
+        f"{m} {c['candidate']['auc']:.4f} (active {c['active']['auc']:.4f})"
+        for m, c in result.comparison.items()
+        if m in result.tested
+    )
     rejected = f"; rejected: {', '.join(result.rejected)}" if result.rejected else ""
     return Alert(
         alert_id=uuid.uuid4().hex,
@@ -318,8 +321,7 @@ def retrain_tested(result: RetrainResult, why: str, trigger: str, s: Settings) -
         message=(
             f"retrained {result.version} on {result.rows:,} outcomes ({why}); "
             f"{', '.join(result.tested)} entered an A/B test with "
-            f"{s.retrain_candidate_traffic:.0%} of routes (held-out AUC {auc} vs active "
-            f"{before}){rejected}"
+            f"{s.retrain_candidate_traffic:.0%} of routes (held-out AUC {auc}){rejected}"
         ),
         data={
             "version": result.version,
