@@ -249,6 +249,7 @@ class Controller:
         if labelled < s.retrain_min_samples or not (drifted or elapsed >= s.retrain_min_interval_s):
             return
         why = f"drift at {since:%H:%M:%S}" if drifted else f"{elapsed / 3600:.1f} h since the last"
+        trigger = "drift" if drifted else "schedule"
         log.info("retraining on %d new outcomes (%s)", labelled, why)
         try:
             result = await asyncio.to_thread(
@@ -270,13 +271,12 @@ class Controller:
         except Exception as exc:  # a failed retrain must not end the controller: it says so
             log.exception("retrain failed")
             self.failed_at = datetime.now(UTC)
-            await self.send([retrain_failed(exc, why, s.retrain_min_samples)])
+            await self.send([retrain_failed(exc, why, trigger, s.retrain_min_samples)])
             return
         self.failed_at = None
         tested = result.tested
         verdict = f"{'+'.join(tested)} in an A/B test" if tested else "every candidate rejected"
         await publish(s, result.manifest, f"retrained {result.version}: {verdict}")
-        trigger = "drift" if drifted else "schedule"
         alerts: list[Event] = [
             retrain_rejected(result, member, reason, trigger, s)
             for member, reason in result.rejected.items()
@@ -367,7 +367,7 @@ def retrain_rejected(
     )
 
 
-def retrain_failed(exc: Exception, why: str, min_samples: int) -> Alert:
+def retrain_failed(exc: Exception, why: str, trigger: str, min_samples: int) -> Alert:
     """The ``retrain.failed`` alert: training raised; traffic is as it was."""
     error = f"{type(exc).__name__}: {exc}"
     return Alert(
@@ -378,5 +378,5 @@ def retrain_failed(exc: Exception, why: str, min_samples: int) -> Alert:
             f"retrain ({why}) failed, traffic unchanged; next try after {min_samples:,} more "
             f"outcomes: {error}"
         ),
-        data={"error": type(exc).__name__, "detail": str(exc), "trigger_reason": why},
+        data={"error": type(exc).__name__, "detail": str(exc), "trigger": trigger, "why": why},
     )
