@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     retrain_window: int = Field(default=200_000, ge=100)
     retrain_on_drift: bool = True
     retrain_candidate_traffic: float = Field(default=0.2, gt=0, lt=1)
+    # the retrain gate: how much worse than the active version a candidate may be on held-out data
+    retrain_auc_margin: float = Field(default=0.005, ge=0, lt=1)
+    retrain_logloss_margin: float = Field(default=0.005, ge=0)
 
     bridge_host: str = "127.0.0.1"
     bridge_port: int = 8765

@@ -58,7 +58,8 @@ def models_retrain(
     since: str | None, window: int | None, traffic: float | None, min_rows: int
 ) -> None:
     """New XGBoost and ONNX versions from stored predictions and outcomes, compared with the
-    active ones on the newest outcomes and put into an A/B test."""
+    active ones on the newest outcomes; those not worse enter an A/B test, the others are kept
+    as rejected."""
     from sqlalchemy import create_engine
 
     from ..training.retrain import retrain
@@ -73,6 +74,8 @@ def models_retrain(
         min_rows=min_rows,
         candidate_traffic=traffic or settings.retrain_candidate_traffic,
         threshold=settings.threshold,
+        auc_margin=settings.retrain_auc_margin,
+        logloss_margin=settings.retrain_logloss_margin,
         console=console,
     )
     engine.dispose()
@@ -85,7 +88,7 @@ def models_retrain(
                 *(f"{m[k]:.4f}" for k in ("auc", "logloss", "precision", "recall")),
             )
     console.print(table)
-    _print_models(result.candidates)
+    _print_models(result.candidates + ([result.stacking] if result.stacking else []))
     _publish(_registry(), f"retrained {result.version}")
 
 

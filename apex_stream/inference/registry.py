@@ -7,6 +7,8 @@ creation time, status and traffic weight. Loading verifies the checksum and the 
 never scores with a file it cannot vouch for. A file gets traffic only after it loads and scores
 a realistic batch with probabilities (:mod:`~apex_stream.inference.validation`): when it is
 registered, and again from the registry's copy when a split or a promotion gives it traffic.
+A retrained version the retrain gate refused is kept as ``rejected`` with its held-out figures:
+it never takes traffic, is never split or promoted.
 Every write bumps the manifest's ``revision``; workers apply a manifest only when its revision
 is newer than the one they serve (see :mod:`apex_stream.inference.control`).
 """
@@ -46,7 +48,7 @@ class ModelEntry:
     feature_version: str
     metrics: dict[str, float]
     created: str
-    status: Literal["active", "candidate", "archived"] = "active"
+    status: Literal["active", "candidate", "archived", "rejected"] = "active"
     traffic: float = 1.0
     params: dict[str, Any] = field(default_factory=dict)
     previous: str | None = None  # the version this one replaced when it was promoted
@@ -90,14 +92,14 @@ def _entry_problems(e: ModelEntry) -> list[str]:
     problems = []
     if not SEMVER.match(e.version):
         problems.append(f"{e.key}: version must be semantic (MAJOR.MINOR.PATCH)")
-    if e.status not in ("active", "candidate", "archived"):
+    if e.status not in ("active", "candidate", "archived", "rejected"):
         problems.append(f"{e.key}: unknown status {e.status!r}")
     if not 0 <= e.traffic <= 1:
         problems.append(f"{e.key}: traffic {e.traffic} outside [0, 1]")
-    if e.status == "archived" and e.traffic:
-        problems.append(f"{e.key}: archived but has traffic {e.traffic}")
+    if e.status in ("archived", "rejected") and e.traffic:
+        problems.append(f"{e.key}: {e.status} but has traffic {e.traffic}")
     expected = feature_version_of(e.name)
-    if e.status != "archived" and e.feature_version != expected:
+    if e.status not in ("archived", "rejected") and e.feature_version != expected:
         problems.append(
             f"{e.key}: feature-list mismatch: trained on {e.feature_version}, the pipeline "
             f"computes {expected}"
@@ -142,6 +144,15 @@ def now_iso() -> str:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _refuse_rejected(entry: ModelEntry, what: str) -> None:
+    if entry.status == "rejected":
+        raise ModelError(
+            f"{entry.key} was rejected by the retrain gate (worse than the active version on "
+            f"held-out data, see its metrics), so it cannot be {what}; to serve that file "
+            f"anyway, register it again under a new version"
+        )
 
 
 class Registry:
@@ -238,6 +249,7 @@ class Registry:
             entry = self.get(name, version)
             if entry.status == "archived":
                 raise ModelError(f"{entry.key} is archived; register a new version to test it")
+            _refuse_rejected(entry, "tested")
         if active.version not in weights:
             raise ModelError(f"the split must include the active version {active.key}")
         total = sum(weights.values())
@@ -266,6 +278,7 @@ class Registry:
         chosen = self.get(name, version)
         if chosen.status == "active":
             raise ModelError(f"{chosen.key} is already active")
+        _refuse_rejected(chosen, "promoted")
         self._vouch(chosen)
         current = self.active(name).version
         updated = []
@@ -302,6 +315,17 @@ class Registry:
             raise ModelError(f"nothing to roll back to: {active.key} replaced no version")
         previous = self.get(name, active.previous)
         return self.promote(name, previous.version)
+
+    def reject(self, name: str, version: str) -> ModelEntry:
+        """Keep a candidate the retrain gate refused, without traffic, as ``rejected``."""
+        chosen = self.get(name, version)
+        if chosen.status != "candidate" or chosen.traffic:
+            raise ModelError(
+                f"{chosen.key} is {chosen.status} with traffic {chosen.traffic:g}: only a "
+                "candidate without traffic can be rejected"
+            )
+        self.write([replace(e, status="rejected") if e == chosen else e for e in self.entries()])
+        return self.get(name, version)
 
     def active(self, name: str) -> ModelEntry:
         """The active version of a member."""

@@ -10,7 +10,12 @@ Every ``lifecycle_interval_s`` it reads the manifest and the database the sink f
   predictions have arrived since the newest version was made, and either
   ``retrain_min_interval_s`` has passed or (``retrain_on_drift``) a drift alert came after it;
   after a drift, only the outcomes since the drift are trained on (the new regime). The new
-  versions enter an A/B test with ``retrain_candidate_traffic`` of the routes.
+  versions the retrain gate passes (not worse than the active ones on the held-out tail by more
+  than ``retrain_auc_margin`` / ``retrain_logloss_margin``) enter an A/B test with
+  ``retrain_candidate_traffic`` of the routes (alert ``retrain``); each one it refuses is kept as
+  rejected (alert ``retrain.rejected``). A retrain that fails raises ``retrain.failed`` and is
+  tried again after another ``retrain_min_samples`` outcomes. The stacking meta-learner
+  refitted with the tested versions is promoted or archived with them.
 
 It also publishes each step's arm figures as a ``lifecycle`` metrics message for dashboards.
 """
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +37,7 @@ from ..events import Alert, Event, Metric
 from ..inference.control import publish
 from ..inference.registry import Manifest, ModelEntry, Registry
 from ..settings import Settings
-from ..training.retrain import RetrainError, retrain
+from ..training.retrain import STACKING, RetrainError, RetrainResult, retrain
 from .abtest import Arm, Decision, decide
 
 log = logging.getLogger("apex_stream.lifecycle")
@@ -112,6 +117,7 @@ class Controller:
         self.engine = create_engine(settings.db_url, pool_pre_ping=True)
         self.console = console or Console(stderr=True)
         self.drift_at: datetime | None = None
+        self.failed_at: datetime | None = None  # of the last retrain that failed
         self.producer: EventProducer | None = None
 
     async def run(self) -> None:
@@ -181,7 +187,18 @@ class Controller:
         else:
             for member in members:
                 self.registry.rollback(member)
+        self.settle_stacking(decision.action == "promote", set(candidate))
         await self.announce(decision, label(candidate), label(control), figures)
+
+    def settle_stacking(self, promoted: bool, versions: set[str]) -> None:
+        """The meta-learner refitted with the tested versions (a stacking candidate of their
+        version) serves when they are promoted and is archived when they are rolled back."""
+        for e in self.registry.entries():
+            if e.name == STACKING and e.status == "candidate" and e.version in versions:
+                if promoted:
+                    self.registry.promote(STACKING, e.version)
+                else:
+                    self.registry.add([replace(e, status="archived")])
 
     async def announce(
         self, decision: Decision, candidate: str, control: str, figures: dict[str, Any]
@@ -225,11 +242,14 @@ class Controller:
         )
         drifted = s.retrain_on_drift and self.drift_at is not None and self.drift_at > newest
         since = self.drift_at if drifted and self.drift_at else newest
-        labelled = await asyncio.to_thread(self.labelled_since, since)
+        # after a failed retrain, new outcomes are counted from the failure: no alert storm
+        counted = max(since, self.failed_at) if self.failed_at else since
+        labelled = await asyncio.to_thread(self.labelled_since, counted)
         elapsed = (datetime.now(UTC) - newest).total_seconds()
         if labelled < s.retrain_min_samples or not (drifted or elapsed >= s.retrain_min_interval_s):
             return
         why = f"drift at {since:%H:%M:%S}" if drifted else f"{elapsed / 3600:.1f} h since the last"
+        trigger = "drift" if drifted else "schedule"
         log.info("retraining on %d new outcomes (%s)", labelled, why)
         try:
             result = await asyncio.to_thread(
@@ -241,37 +261,29 @@ class Controller:
                 min_rows=s.retrain_min_samples,
                 candidate_traffic=s.retrain_candidate_traffic,
                 threshold=s.threshold,
+                auc_margin=s.retrain_auc_margin,
+                logloss_margin=s.retrain_logloss_margin,
                 console=self.console,
             )
         except RetrainError as exc:
             log.warning("retrain skipped: %s", exc)
             return
-        await publish(s, result.manifest, f"retrained {result.version}")
-        auc = {m: c["candidate"]["auc"] for m, c in result.comparison.items()}
-        before = {m: c["active"]["auc"] for m, c in result.comparison.items()}
-        await self.send(
-            [
-                Alert(
-                    alert_id=uuid.uuid4().hex,
-                    kind="retrain",
-                    severity="info",
-                    message=(
-                        f"retrained {result.version} on {result.rows:,} outcomes ({why}); "
-                        f"held-out AUC {auc} vs active {before}; A/B test started with "
-                        f"{s.retrain_candidate_traffic:.0%} of routes"
-                    ),
-                    data={
-                        "version": result.version,
-                        "rows": result.rows,
-                        "trigger": "drift" if drifted else "schedule",
-                        "comparison": result.comparison,
-                        "candidate_traffic": s.retrain_candidate_traffic,
-                        "revision": result.manifest.revision,
-                    },
-                    model_version=result.version,
-                )
-            ]
-        )
+        except Exception as exc:  # a failed retrain must not end the controller: it says so
+            log.exception("retrain failed")
+            self.failed_at = datetime.now(UTC)
+            await self.send([retrain_failed(exc, why, trigger, s.retrain_min_samples)])
+            return
+        self.failed_at = None
+        tested = result.tested
+        verdict = f"{'+'.join(tested)} in an A/B test" if tested else "every candidate rejected"
+        await publish(s, result.manifest, f"retrained {result.version}: {verdict}")
+        alerts: list[Event] = [
+            retrain_rejected(result, member, reason, trigger, s)
+            for member, reason in result.rejected.items()
+        ]
+        if tested:
+            alerts.append(retrain_tested(result, why, trigger, s))
+        await self.send(alerts)
 
     def labelled_since(self, since: datetime) -> int:
         with self.engine.connect() as connection:
@@ -292,3 +304,79 @@ class Controller:
         assert self.producer is not None
         await self.producer.send_many(events)
         await self.producer.flush()
+
+
+def retrain_tested(result: RetrainResult, why: str, trigger: str, s: Settings) -> Alert:
+    """The ``retrain`` alert: which members' new versions entered the A/B test."""
+    auc = ", ".join(
+        f"{m} {c['candidate']['auc']:.4f} (active {c['active']['auc']:.4f})"
+        for m, c in result.comparison.items()
+        if m in result.tested
+    )
+    rejected = f"; rejected: {', '.join(result.rejected)}" if result.rejected else ""
+    return Alert(
+        alert_id=uuid.uuid4().hex,
+        kind="retrain",
+        severity="info",
+        message=(
+            f"retrained {result.version} on {result.rows:,} outcomes ({why}); "
+            f"{', '.join(result.tested)} entered an A/B test with "
+            f"{s.retrain_candidate_traffic:.0%} of routes (held-out AUC {auc}){rejected}"
+        ),
+        data={
+            "version": result.version,
+            "rows": result.rows,
+            "trigger": trigger,
+            "tested": result.tested,
+            "rejected": result.rejected,
+            "stacking": result.stacking.version if result.stacking else None,
+            "comparison": result.comparison,
+            "candidate_traffic": s.retrain_candidate_traffic,
+            "revision": result.manifest.revision,
+        },
+        model_version=result.version,
+    )
+
+
+def retrain_rejected(
+    result: RetrainResult, member: str, reason: str, trigger: str, s: Settings
+) -> Alert:
+    """The ``retrain.rejected`` alert of one member whose new version the gate refused."""
+    active = result.manifest.active(member).version
+    return Alert(
+        alert_id=uuid.uuid4().hex,
+        kind="retrain.rejected",
+        severity="warning",
+        message=(
+            f"retrained {member}@{result.version} rejected, {member}@{active} keeps its traffic: "
+            f"{reason}"
+        ),
+        data={
+            "member": member,
+            "version": result.version,
+            "active_version": active,
+            "reason": reason,
+            "auc_margin": s.retrain_auc_margin,
+            "logloss_margin": s.retrain_logloss_margin,
+            "rows": result.rows,
+            "trigger": trigger,
+            "revision": result.manifest.revision,
+        }
+        | result.comparison[member],
+        model_version=result.version,
+    )
+
+
+def retrain_failed(exc: Exception, why: str, trigger: str, min_samples: int) -> Alert:
+    """The ``retrain.failed`` alert: training raised; traffic is as it was."""
+    error = f"{type(exc).__name__}: {exc}"
+    return Alert(
+        alert_id=uuid.uuid4().hex,
+        kind="retrain.failed",
+        severity="critical",
+        message=(
+            f"retrain ({why}) failed, traffic unchanged; next try after {min_samples:,} more "
+            f"outcomes: {error}"
+        ),
+        data={"error": type(exc).__name__, "detail": str(exc), "trigger": trigger, "why": why},
+    )

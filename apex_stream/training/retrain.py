@@ -4,8 +4,13 @@ The training set is every stored prediction with a known outcome, with the featu
 computed when it scored the opportunity (``predictions.features``), newest ``window`` rows
 (optionally only those predicted after ``since``, e.g. a detected drift). It is split
 chronologically: 70 % trains, 15 % early-stops, and the last 15 % (the most recent outcomes,
-never seen in training) compares the new versions with the active ones. The new versions are
-registered as candidates and an A/B test starts with ``candidate_traffic`` of the routes.
+never seen in training) compares the new versions with the active ones. Every new version is
+registered; those the retrain gate (:mod:`.gate`) finds not worse than the active version on that
+tail enter an A/B test with ``candidate_traffic`` of the routes, the others are kept as
+``rejected`` with their figures. When a version enters the test, the stacking meta-learner is
+refitted on the validation slice over the members that would serve if the test promoted it (the
+new versions that passed, the active versions of the others) and registered as a candidate
+without traffic, which the lifecycle controller promotes or archives with the test.
 """
 
 from __future__ import annotations
@@ -27,12 +32,17 @@ from ..features import FEATURE_VERSION, FEATURES, impute
 from ..inference.ensemble import load_member, training_means
 from ..inference.members import SPECS, SPLITTABLE
 from ..inference.registry import Manifest, ModelEntry, Registry, now_iso
+from ..inference.voting import StackingParams, VotingConfig, fit_stacking, vote
 from .dataset import Dataset
+from .gate import gate
 from .metrics import classification_metrics
 from .mlp import train_mlp
 from .xgb import train_xgboost
 
 SPLIT = (0.70, 0.85)
+STACKING = "stacking"
+#: the figures the retrain gate compares, recorded with each new version beside its own
+GATED = ("auc", "logloss")
 
 HISTORY_SQL = text(
     """SELECT p.features, o.success, o.realized_profit_usd, extract(epoch FROM p.time) AS t
@@ -49,14 +59,26 @@ class RetrainError(ApexStreamError):
 
 @dataclass(frozen=True)
 class RetrainResult:
-    """The registered candidates, the held-out comparison and the manifest that tests them."""
+    """The registered versions, the held-out comparison, the gate's verdicts and the manifest
+    that tests the versions that passed."""
 
     version: str
     rows: int
+    #: every new member version as registered: candidates under test, or rejected
     candidates: list[ModelEntry]
     #: member -> {"active": metrics, "candidate": metrics} on the held-out tail
     comparison: dict[str, dict[str, dict[str, float]]]
+    #: member -> why the gate refused its new version traffic
+    rejected: dict[str, str]
+    #: the refitted meta-learner (a candidate without traffic), None when nothing is tested or
+    #: the manifest has no stacking
+    stacking: ModelEntry | None
     manifest: Manifest
+
+    @property
+    def tested(self) -> list[str]:
+        """The members whose new version entered the A/B test."""
+        return [e.name for e in self.candidates if e.status == "candidate"]
 
 
 def load_history(engine: Engine, since: datetime, window: int) -> Dataset:
@@ -90,10 +112,12 @@ def retrain(
     min_rows: int,
     candidate_traffic: float,
     threshold: float,
+    auc_margin: float,
+    logloss_margin: float,
     console: Console,
     seed: int = 0,
 ) -> RetrainResult:
-    """Train, compare, register and start the A/B test (see the module docstring)."""
+    """Train, compare, gate, register and start the A/B test (see the module docstring)."""
     registry = Registry(models_dir)
 
     with _step(console, "loading stored predictions and outcomes"):
@@ -122,20 +146,33 @@ def retrain(
         )
     files = {"xgboost": xgb_bytes, "onnx": onnx_bytes}  # the new versions' model files
 
+    manifest = registry.manifest()
+    stacking = next(
+        (e for e in manifest.entries if e.name == STACKING and e.status == "active"), None
+    )
+    stacked = tuple(stacking.params["members"]) if stacking else ()
     with _step(console, "comparing with the active versions on the held-out tail"):
-        raw_tail = data.slice(b, n).X
-        comparison = {}
+        # (validation, tail) scores: the active versions' of raw rows with their own means
+        active = {
+            name: _active_scores(registry, name, data.slice(a, b).X, data.slice(b, n).X)
+            for name in {*files, *stacked}
+        }
+        fresh = {}
         for name, blob in files.items():
             model = SPECS[name].load(blob, version, "cpu", 1)
-            active = registry.active(name)
-            current = load_member(registry, active, device="cpu", threads=1)
-            old_means = training_means(active)
-            comparison[name] = {
-                "active": classification_metrics(
-                    test.y, current.predict(impute(raw_tail, old_means)), threshold
-                ),
-                "candidate": classification_metrics(test.y, model.predict(test.X), threshold),
+            fresh[name] = (model.predict(val.X), model.predict(test.X))
+        comparison = {
+            name: {
+                "active": classification_metrics(test.y, active[name][1], threshold),
+                "candidate": classification_metrics(test.y, fresh[name][1], threshold),
             }
+            for name in files
+        }
+    verdicts = gate(comparison, auc_margin, logloss_margin)
+    rejected = {name: why for name, why in verdicts.items() if why is not None}
+    passed = [name for name in files if name not in rejected]
+    for name, why in rejected.items():
+        console.print(f"[yellow]✗[/yellow] {name} {version} rejected by the retrain gate: {why}")
 
     if registry.manifest().testing():
         raise RetrainError(
@@ -150,6 +187,7 @@ def retrain(
             path = Path(tmp) / f"{name}.{SPECS[name].suffix}"
             path.write_bytes(blob)
             metrics = {f"test_{k}": v for k, v in comparison[name]["candidate"].items()}
+            metrics |= {f"active_test_{k}": comparison[name]["active"][k] for k in GATED}
             entries.append(
                 registry.register(
                     name,
@@ -160,10 +198,81 @@ def retrain(
                     created=created,
                 )
             )
-    for name in files:
+    entries = [registry.reject(e.name, e.version) if e.name in rejected else e for e in entries]
+    refit = None
+    if passed and stacking:
+        with _step(console, f"refitting the stacking meta-learner {version}"):
+            chosen = {m: fresh[m] if m in passed else active[m] for m in stacked}
+            refit = _stacking_entry(
+                stacking,
+                fit_stacking({m: s[0] for m, s in chosen.items()}, val.y, stacked),
+                {m: s[1] for m, s in chosen.items()},
+                {m: s[1] for m, s in active.items() if m in stacked},
+                test.y,
+                version=version,
+                versions={
+                    m: version if m in passed else registry.active(m).version for m in stacked
+                },
+                created=created,
+                provenance=provenance,
+            )
+            registry.add([refit])
+    for name in passed:
         active_version = registry.active(name).version
         registry.split(name, {active_version: 1 - candidate_traffic, version: candidate_traffic})
-    return RetrainResult(version, n, entries, comparison, registry.manifest())
+    return RetrainResult(version, n, entries, comparison, rejected, refit, registry.manifest())
+
+
+def _active_scores(registry: Registry, name: str, *raw: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The active version's scores of each block of raw rows, imputed with its own means."""
+    entry = registry.active(name)
+    model = load_member(registry, entry, device="cpu", threads=1)
+    means = training_means(entry)
+    return tuple(model.predict(impute(X, means)) for X in raw)
+
+
+def _stacking_entry(
+    active: ModelEntry,
+    params: StackingParams,
+    tail: dict[str, np.ndarray],
+    active_tail: dict[str, np.ndarray],
+    y: np.ndarray,
+    *,
+    version: str,
+    versions: dict[str, str],
+    created: str,
+    provenance: dict[str, float],
+) -> ModelEntry:
+    """The refitted meta-learner as a candidate without traffic, with its held-out figures and
+    the active meta-learner's on the same tail (over the active members)."""
+    old = StackingParams(
+        tuple(active.params["members"]),
+        tuple(active.params["coef"]),
+        float(active.params["intercept"]),
+    )
+    new_score = vote(tail, VotingConfig(strategy="stacking", stacking=params)).score
+    old_score = vote(active_tail, VotingConfig(strategy="stacking", stacking=old)).score
+    before = classification_metrics(y, old_score)
+    metrics = {f"test_{k}": v for k, v in classification_metrics(y, new_score).items()}
+    metrics |= {f"active_test_{k}": before[k] for k in GATED}
+    return ModelEntry(
+        name=STACKING,
+        version=version,
+        type=active.type,
+        path=None,
+        sha256=None,
+        feature_version=FEATURE_VERSION,
+        metrics=metrics | provenance,
+        created=created,
+        status="candidate",
+        traffic=0.0,
+        params={
+            "members": list(params.members),
+            "coef": list(params.coef),
+            "intercept": params.intercept,
+            "versions": versions,
+        },
+    )
 
 
 @contextmanager

@@ -4,7 +4,10 @@ sink stored since the drift and A/B-tests the new versions on live traffic until
 test decides, and every worker serves the decision live; then a deliberately worse candidate
 is rolled back. Which way the first test goes is the market's to say (a version retrained on a
 few ten thousand outcomes of the new regime against the shipped one trained on 160,000): the
-test asserts that it is decided with significance and applied, in the direction of its z."""
+test asserts that it is decided with significance and applied, in the direction of its z.
+
+The retrain gate on stored history: a retrain whose candidates are worse than the active versions
+on the held-out tail leaves traffic untouched and alerts, and a better one gets its A/B share."""
 
 from __future__ import annotations
 
@@ -16,21 +19,25 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 import pytest
 import xgboost as xgb
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from apex_stream.client import EventConsumer, EventProducer
-from apex_stream.events import Alert, Prediction, decode
+from apex_stream.events import Alert, ModelControl, Prediction, decode
+from apex_stream.features import FEATURE_VERSION
 from apex_stream.inference.registry import Registry
+from apex_stream.lifecycle.controller import Controller
 from apex_stream.settings import ROOT, Settings
 from apex_stream.simulator import MarketSimulator, SimConfig
 from apex_stream.sink import migrations
 from apex_stream.topics import TopicAdmin
-from apex_stream.training.retrain import load_history
+from apex_stream.training.dataset import Dataset, simulate
+from apex_stream.training.retrain import SPLIT, load_history
 from tests.support.processes import running_command
 from tests.support.waiting import wait_for
 from tests.support.worker import collect, get, running_worker, worker_env
@@ -98,12 +105,14 @@ class Alerts:
     async def first(
         self, kind: str, timeout: float, after: int = 0, post_shift: bool = False
     ) -> tuple[Alert, int]:
-        """The first alert of ``kind`` (a prefix) from the ``after``-th on, and the outcomes
-        sent since the shift when it arrived (``post_shift``: only alerts after the shift)."""
+        """The first alert of ``kind`` (a prefix when it ends with a dot) from the ``after``-th
+        on, and the outcomes sent since the shift when it arrived (``post_shift``: only alerts
+        after the shift)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for alert, outcomes in self.seen[after:]:
-                if alert.kind.startswith(kind) and (outcomes > 0 or not post_shift):
+                matches = alert.kind.startswith(kind) if kind.endswith(".") else alert.kind == kind
+                if matches and (outcomes > 0 or not post_shift):
                     return alert, outcomes
             await asyncio.sleep(0.5)
         kinds = [a.kind for a, _ in self.seen]
@@ -181,7 +190,7 @@ async def test_regime_shift_is_detected_retrained_promoted_and_a_worse_candidate
             # 2. the controller retrains on what was stored since the drift and starts a test
             # it needs APEX_RETRAIN_MIN_SAMPLES stored outcomes: ~150 s of the market at 200/s
             # plus the sink, more on a loaded 2-core machine (180 s timed out in 1 of 5 runs)
-            retrained, _ = await alerts.first("retrain", timeout=300)
+            retrained, _ = await alerts.first("retrain", timeout=300)  # not retrain.rejected
             assert retrained.data["trigger"] == "drift" and retrained.data["version"] == "1.1.0"
             assert retrained.data["rows"] >= 30_000
             testing = registry.manifest().serving("xgboost")
@@ -232,3 +241,148 @@ async def test_regime_shift_is_detected_retrained_promoted_and_a_worse_candidate
     versions = {p.model_versions["xgboost"] for p in scored}
     assert versions == {"1.0.0", "1.1.0", WORSE}
     assert all(len(p.features) == len(scored[0].features) > 0 for p in scored)
+
+
+#: Simulated opportunities of the stored history (about 11,000 with an outcome): enough for the
+#: members to learn the market, few enough to retrain in under a minute
+HISTORY = 16_000
+SERVING = [("1.0.0", 1.0)]
+
+
+@cache
+def market_history() -> Dataset:
+    """The simulated market the shipped versions were trained on (another seed)."""
+    return simulate(77, HISTORY)
+
+
+def store_history(database: str, data: Dataset, flipped: int) -> None:
+    """Predictions with their features and outcomes as the sink stores them, predicted now, in
+    the order of ``data``; the first ``flipped`` rows' outcomes are inverted (a regime flip)."""
+    y = data.y.astype(bool)
+    y[:flipped] = ~y[:flipped]
+    start = datetime.now(UTC) - timedelta(hours=1)
+    rows = [
+        {
+            "time": start + timedelta(milliseconds=10 * i),
+            "id": f"opp-{i}",
+            "features": [float(v) for v in data.X[i]],  # NaN where a feature was missing
+            "success": bool(y[i]),
+            "profit": float(data.profit_usd[i]),
+        }
+        for i in range(len(data))
+    ]
+    engine = create_engine(database, poolclass=pool.NullPool)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                """INSERT INTO predictions (time, predicted_at, opportunity_id, route_id, chain,
+                       score, decision, threshold, strategy, model_scores, model_versions,
+                       latency_ms, feature_version, features)
+                   VALUES (:time, now(), :id, 'route', 'ethereum', 0.5, false, 0.5, 'weighted',
+                       '{}', '{}', 1.0, :feature_version, :features)"""
+            ),
+            [r | {"feature_version": FEATURE_VERSION} for r in rows],
+        )
+        connection.execute(
+            text(
+                """INSERT INTO outcomes (time, opportunity_id, route_id, chain, success,
+                       realized_profit_usd, gas_used, gas_cost_usd)
+                   VALUES (:time, :id, 'route', 'ethereum', :success, :profit, 0, 0)"""
+            ),
+            rows,
+        )
+    engine.dispose()
+
+
+async def retrain_on(
+    settings: Settings, database: str, models: Path, flipped: float
+) -> tuple[Registry, list[Alert], ModelControl]:
+    """Store the market's history with the outcomes of its first ``flipped`` share inverted,
+    let the lifecycle controller take one step, and return the registry, the alerts it sent
+    (waiting a while for any beyond those expected) and the manifest it published."""
+    shutil.copytree(ROOT / "models", models)
+    migrations.upgrade(database, quiet=True)
+    async with TopicAdmin(settings) as admin:
+        await admin.create()
+    data = market_history()
+    store_history(database, data, int(len(data) * flipped))
+    config = Settings(
+        topic_prefix=settings.topic_prefix,
+        models_dir=models,
+        database_url=database,
+        retrain_min_samples=5_000,
+        retrain_min_interval_s=0,
+    )
+    controller = Controller(config)
+    try:
+        async with EventProducer(config) as controller.producer:
+            await controller.step()
+    finally:
+        controller.engine.dispose()
+    alerts = [decode(m.value, Alert) for m in await collect(settings, "alerts", 4, timeout=15)]
+    (published,) = [
+        decode(m.value, ModelControl) for m in await collect(settings, "model-control", 1, 30)
+    ]
+    return Registry(models), alerts, published
+
+
+def served(manifest: dict, member: str) -> list[tuple[str, float]]:
+    return [
+        (e["version"], e["traffic"])
+        for e in manifest["models"]
+        if e["name"] == member and e["traffic"]
+    ]
+
+
+async def test_a_retrain_worse_than_the_active_versions_is_rejected_and_traffic_untouched(
+    settings: Settings, database: str, tmp_path: Path
+) -> None:
+    """History whose training part (train and early stopping) has its outcomes inverted against
+    the held-out tail, the newest regime: the versions trained on it are measurably worse there
+    than the shipped ones, so neither gets traffic, both are kept as rejected with their
+    figures, and an alert says so per member."""
+    registry, alerts, published = await retrain_on(settings, database, tmp_path / "m", SPLIT[1])
+
+    assert sorted(a.kind for a in alerts) == ["retrain.rejected", "retrain.rejected"]
+    for member in ("xgboost", "onnx"):
+        (alert,) = [a for a in alerts if a.data["member"] == member]
+        print(alert.message)
+        data = alert.data
+        assert alert.severity == "warning" and data["version"] == "1.1.0"
+        assert data["auc_margin"] == data["logloss_margin"] == 0.005
+        assert data["active"]["auc"] > 0.7 > 0.5 > data["candidate"]["auc"]
+        assert data["candidate"]["logloss"] > data["active"]["logloss"] + 0.005
+        assert "AUC" in data["reason"] and "log loss" in data["reason"]
+        entry = registry.get(member, "1.1.0")
+        assert (entry.status, entry.traffic) == ("rejected", 0.0)
+        assert entry.metrics["test_auc"] == data["candidate"]["auc"]
+        assert entry.metrics["active_test_auc"] == data["active"]["auc"]
+        assert registry.manifest().serving(member)[0].key == f"{member}@1.0.0"
+        assert served(published.manifest, member) == SERVING
+    manifest = registry.manifest()
+    assert manifest.testing() == [] and published.revision == manifest.revision
+    assert [e.version for e in manifest.entries if e.name == "stacking"] == ["1.0.0"]
+
+
+async def test_a_retrain_better_than_the_active_versions_gets_its_ab_share(
+    settings: Settings, database: str, tmp_path: Path
+) -> None:
+    """History of a flipped market throughout: the shipped versions are worse than chance on
+    its tail, the retrained ones learned it, so both enter the A/B test with the configured
+    share, and the stacking meta-learner is refitted over them as a candidate."""
+    registry, alerts, published = await retrain_on(settings, database, tmp_path / "m", 1.0)
+
+    (alert,) = alerts
+    print(alert.message)
+    assert alert.kind == "retrain" and alert.data["tested"] == ["xgboost", "onnx"]
+    assert alert.data["rejected"] == {} and alert.data["stacking"] == "1.1.0"
+    for member in ("xgboost", "onnx"):
+        sides = alert.data["comparison"][member]
+        assert sides["candidate"]["auc"] > 0.7 > 0.3 > sides["active"]["auc"]
+        assert served(published.manifest, member) == [("1.0.0", 0.8), ("1.1.0", 0.2)]
+        assert registry.get(member, "1.1.0").status == "candidate"
+    stacking = registry.get("stacking", "1.1.0")
+    assert (stacking.status, stacking.traffic) == ("candidate", 0.0)
+    assert stacking.params["versions"] == {"xgboost": "1.1.0", "onnx": "1.1.0", "online": "1.0.0"}
+    assert stacking.metrics["test_auc"] > 0.7 > 0.3 > stacking.metrics["active_test_auc"]
+    assert registry.active("stacking").version == "1.0.0"

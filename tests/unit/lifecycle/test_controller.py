@@ -1,10 +1,19 @@
-"""The lifecycle controller's figures of an A/B arm."""
+"""The lifecycle controller's figures of an A/B arm, the refitted meta-learner following its
+members' A/B decision, and a failed retrain raising an alert."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime
 from types import SimpleNamespace
 
-from apex_stream.lifecycle.controller import ArmFigures
+import pytest
+
+from apex_stream.events import Event
+from apex_stream.inference.registry import Registry
+from apex_stream.lifecycle import controller as lifecycle
+from apex_stream.lifecycle.controller import ArmFigures, Controller
+from apex_stream.settings import Settings
 
 
 def test_arm_figures_summarise_an_arm() -> None:
@@ -28,3 +37,66 @@ def test_arm_figures_summarise_an_arm() -> None:
     assert summary["realized_profit_usd"] == 2469.0
     assert summary["latency_ms_mean"] == 7.0
     assert ArmFigures().summary()["win_rate"] == 0.0
+
+
+def with_stacking_candidates(registry: Registry) -> Controller:
+    """The shipped models with stacking 1.1.0 (refitted with tested 1.1.0 members) and 1.3.0
+    (of some other retrain) registered as candidates."""
+    stacking = registry.active("stacking")
+    registry.add(
+        [replace(stacking, version=v, status="candidate", traffic=0.0) for v in ("1.1.0", "1.3.0")]
+    )
+    return Controller(Settings(models_dir=registry.folder))
+
+
+def test_the_refitted_stacking_serves_when_its_members_are_promoted(registry: Registry) -> None:
+    with_stacking_candidates(registry).settle_stacking(True, {"1.1.0"})
+    assert registry.active("stacking").version == "1.1.0"
+    assert registry.get("stacking", "1.0.0").status == "archived"
+    assert registry.get("stacking", "1.3.0").status == "candidate"
+
+
+def test_the_refitted_stacking_is_archived_when_its_members_are_rolled_back(
+    registry: Registry,
+) -> None:
+    with_stacking_candidates(registry).settle_stacking(False, {"1.1.0"})
+    assert registry.active("stacking").version == "1.0.0"
+    assert registry.get("stacking", "1.1.0").status == "archived"
+    assert registry.get("stacking", "1.3.0").status == "candidate"
+
+
+async def test_a_failed_retrain_raises_a_critical_alert_and_waits_for_new_outcomes(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(models_dir=registry.folder, retrain_min_interval_s=0)
+    controller = Controller(settings)
+    counted_from: list[object] = []
+    sent: list[Event] = []
+
+    def labelled_since(since: object) -> int:
+        counted_from.append(since)
+        return settings.retrain_min_samples
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("training data has NaN labels")
+
+    async def send(events: list[Event]) -> None:
+        sent.extend(events)
+
+    monkeypatch.setattr(controller, "labelled_since", labelled_since)
+    monkeypatch.setattr(controller, "send", send)
+    monkeypatch.setattr(lifecycle, "retrain", broken)
+    manifest = registry.manifest()
+    await controller.maybe_retrain(manifest)
+
+    (alert,) = sent
+    assert (alert.kind, alert.severity) == ("retrain.failed", "critical")
+    assert "ValueError: training data has NaN labels" in alert.message
+    assert alert.data["error"] == "ValueError"
+    assert registry.manifest() == manifest  # nothing registered, no traffic changed
+    # the next look counts new outcomes from the failure, not from the newest version
+    failed_at = controller.failed_at
+    newest = datetime.fromisoformat(manifest.active("xgboost").created)
+    assert failed_at is not None and counted_from == [newest]
+    await controller.maybe_retrain(manifest)
+    assert counted_from[-1] == failed_at
