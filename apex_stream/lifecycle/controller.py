@@ -181,6 +181,12 @@ class Controller:
         if decision.action == "continue":
             log.info("A/B test goes on: %s", decision.reason)
             return
+        # in a thread: a promotion loads and validates the file again (about a second)
+        await asyncio.to_thread(self.apply, decision, members, candidate)
+        await self.announce(decision, label(candidate), label(control), figures)
+
+    def apply(self, decision: Decision, members: list[str], candidate: tuple[str, ...]) -> None:
+        """Write a test's decision into the registry."""
         if decision.action == "promote":
             for member, version in zip(members, candidate, strict=True):
                 self.registry.promote(member, version)
@@ -188,7 +194,6 @@ class Controller:
             for member in members:
                 self.registry.rollback(member)
         self.settle_stacking(decision.action == "promote", set(candidate))
-        await self.announce(decision, label(candidate), label(control), figures)
 
     def settle_stacking(self, promoted: bool, versions: set[str]) -> None:
         """The meta-learner refitted with the tested versions (a stacking candidate of their
