@@ -19,7 +19,7 @@ from .features import agent as features_agent
 from .features.agent import MarketView
 from .inference.control import follow
 from .inference.ensemble import Ensemble
-from .inference.online_member import OnlineLearner, SnapshotError
+from .inference.online_member import SnapshotError
 from .inference.registry import Manifest
 from .inference.scoring import Scorer
 from .learning.monitor import Monitor
@@ -65,11 +65,11 @@ def attach_stream(pipeline: Pipeline, source: BatchSource) -> None:
         learning, table = process.learning, pipeline.learner_state
         blob = table.get(pipeline.settings.app_id.encode())  # tables are recovered by now
         alerts = process.failures.report(process.scorer.ensemble.failures, "load")
-        if blob is not None:
+        if blob is not None and learning.learner is not None:
             try:
                 learning.restore(blob)
             except SnapshotError as exc:
-                alerts.append(snapshot_refused(exc, learning.learner))
+                alerts.append(snapshot_refused(exc, learning.learner.version))
                 log.error(alerts[-1].message)
         settle_garbage_collector()
         await app.add_runtime_dependency(source)
@@ -84,9 +84,8 @@ def attach_stream(pipeline: Pipeline, source: BatchSource) -> None:
             await source.publish([*monitor.health(), monitor.metric()])
 
 
-def snapshot_refused(reason: SnapshotError, learner: OnlineLearner | None) -> Alert:
+def snapshot_refused(reason: SnapshotError, version: str) -> Alert:
     """The alert for a learner-state snapshot that was not loaded."""
-    version = learner.version if learner is not None else None
     return Alert(
         alert_id=uuid.uuid4().hex,
         kind="online.snapshot-refused",

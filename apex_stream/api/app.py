@@ -22,6 +22,8 @@ from faust.contrib.asgi import serve_asgi
 from ..app import Pipeline
 from ..features.agent import MarketView
 from ..inference.control import publish
+from ..inference.ensemble import Ensemble
+from ..inference.failures import Failures
 from ..inference.registry import Registry
 from ..metrics import API_REQUESTS, API_SECONDS
 from ..stream.process import Process
@@ -77,37 +79,46 @@ def create_api(state: WorkerState) -> FastAPI:
     return api
 
 
+def health_reasons(
+    ensemble: Ensemble, failures: Failures, registry: Registry, lag: str | None, window_s: float
+) -> list[str]:
+    """Why a worker serves less than it should (empty: it does not): member versions that did
+    not load or failed to score within ``window_s``, a manifest revision refused or newer than
+    the one served, a growing consumer lag (``lag``)."""
+    reasons = [f"{key} did not load: {why}" for key, why in ensemble.failures.items()]
+    reasons += failures.recent(window_s)
+    if failures.refused is not None:
+        revision, why = failures.refused
+        reasons.append(f"manifest revision {revision} refused: {why}")
+    try:
+        newest = registry.manifest().revision
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, /health says so
+        reasons.append(f"the manifest cannot be read: {type(exc).__name__}: {exc}")
+    else:
+        if newest > ensemble.revision:
+            reasons.append(f"serving manifest revision {ensemble.revision}, {newest} exists")
+    if lag is not None:
+        reasons.append(lag)
+    return reasons
+
+
 def attach(pipeline: Pipeline, process: Process, source: BatchSource) -> None:
     """Serve the API from the pipeline's worker (on ``APEX_WEB_HOST``:``APEX_WEB_PORT``)."""
     settings = pipeline.settings
     opportunities = settings.topic_name("opportunities")
     scorer = process.scorer
 
-    def degraded() -> list[str]:
-        """Why the worker serves less than it should (empty: it does not)."""
-        ensemble = scorer.ensemble
-        reasons = [f"{key} did not load: {why}" for key, why in ensemble.failures.items()]
-        reasons += process.failures.recent(settings.health_window_s)
-        if process.failures.refused is not None:
-            revision, why = process.failures.refused
-            reasons.append(f"manifest revision {revision} refused: {why}")
-        try:
-            newest = state.registry.manifest().revision
-        except (OSError, ValueError) as exc:
-            reasons.append(f"the manifest cannot be read: {exc}")
-        else:
-            if newest > ensemble.revision:
-                reasons.append(f"serving manifest revision {ensemble.revision}, {newest} exists")
-        lag = source.lag_reason()
-        if lag is not None:
-            reasons.append(lag)
-        return reasons
-
     def health() -> dict[str, Any]:
         # recovery is on faust's TableManager, not its TableManagerT interface
         recovery = pipeline.app.tables.recovery  # type: ignore[attr-defined]
         ensemble = scorer.ensemble
-        reasons = degraded()
+        reasons = health_reasons(
+            ensemble,
+            process.failures,
+            state.registry,
+            source.lag_reason(),
+            settings.health_window_s,
+        )
         return {
             "status": "degraded" if reasons else "ok",
             "reasons": reasons,

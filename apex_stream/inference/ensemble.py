@@ -224,11 +224,17 @@ def load_member(registry: Registry, entry: ModelEntry, *, device: Device, thread
 
 
 def load_engine(
-    settings: Settings, registry: Registry, manifest: Manifest, previous: EngineModel | None
+    settings: Settings,
+    registry: Registry,
+    manifest: Manifest,
+    previous: EngineModel | None,
+    *,
+    strict: bool = False,
 ) -> EngineModel | None:
     """The manifest's active engine model (``previous`` when it is that version already), or
     None with the reason logged: the engine serves seed 002's ``/predict`` alone, so a missing
-    or broken one must not stop the members from scoring the stream."""
+    or broken one must not stop the members from scoring the stream. ``strict`` (a live
+    reload): a new version that fails raises :class:`ModelError`, keeping the served one."""
     try:
         entry = manifest.active(ENGINE.name)
     except ModelError as exc:
@@ -242,12 +248,10 @@ def load_engine(
             "EngineModel",
             ENGINE.load(blob, entry.version, settings.device, ENGINE.threads(settings)),
         )
-        if model.n_features != len(ENGINE_FEATURES):
-            raise ModelError(
-                f"{entry.key} reads {model.n_features} features, the engine takes seed 002's "
-                f"{len(ENGINE_FEATURES)}: retrain it (`apex-stream models train --engine-only`)"
-            )
-    except Exception as exc:  # noqa: BLE001 - whatever failed, the stream scores without it
+        check(model, entry.key, len(ENGINE_FEATURES))
+    except Exception as exc:  # whatever failed, the stream scores without it
+        if strict:
+            raise ModelError(f"{entry.key} did not load: {type(exc).__name__}: {exc}") from exc
         log.error(
             "engine model %s not loaded, seed 002's /predict is unavailable: %s", entry.key, exc
         )
@@ -304,16 +308,21 @@ class Ensemble:
         self.arms: dict[str, Arms] = {}
         for spec in SPECS.values():
             entries, weights = serving(manifest, spec)
+            models = [load(e) for e in entries]
+            # a candidate that did not load takes no traffic: its routes go to the versions
+            # that did, so an A/B test compares versions that score
+            keep = [k for k, m in enumerate(models) if k == 0 or not isinstance(m, Unavailable)]
+            total = sum(weights[k] for k in keep)
             self.arms[spec.name] = Arms(
                 spec.name,
-                tuple(load(e) for e in entries),
-                tuple(training_means(e) for e in entries),
-                weights,
+                tuple(models[k] for k in keep),
+                tuple(training_means(entries[k]) for k in keep),
+                tuple(weights[k] / total if total > 0 else float(k == 0) for k in keep),
             )
         self.voting = voting_config(settings, manifest)
         #: seed 002's ``/predict`` model (None: the manifest has none, or it failed to load)
         self.engine: EngineModel | None = load_engine(
-            settings, registry, manifest, previous.engine if previous else None
+            settings, registry, manifest, previous.engine if previous else None, strict=strict
         )
 
     # the arms hold Members; each member's loader in SPECS builds the class named here
@@ -390,7 +399,9 @@ class Ensemble:
         fallback = np.isnan(result.score)
         if not fallback.any():
             return Scores(members, result, versions, voting, failures)
-        score = np.where(fallback, heuristic(X), result.score)
-        return Scores(
-            members, Vote(score, score > voting.threshold), versions, voting, failures, fallback
+        rule = heuristic(X)
+        decided = Vote(
+            np.where(fallback, rule, result.score),
+            np.where(fallback, rule > voting.threshold, result.decision),
         )
+        return Scores(members, decided, versions, voting, failures, fallback)

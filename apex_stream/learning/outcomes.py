@@ -41,10 +41,8 @@ class Learning:
     def restore(self, blob: bytes) -> None:
         """Continue from a snapshot of the learner-state table (when it fits the features);
         :class:`SnapshotError` for a blob that is not one (the learner stays as it is)."""
-        if self.learner is None:  # nothing to continue
-            return
         restored = OnlineLearner.restore(blob)
-        if restored.features == self.learner.features:
+        if self.learner is not None and restored.features == self.learner.features:
             self.learner.adopt(restored)
             log.info("online learner restored (%d outcomes learned)", restored.learned)
 

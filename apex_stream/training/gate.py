@@ -39,7 +39,9 @@ def _refusal(
             f"AUC {new:.4f} is {old - new:.4f} below the active {old:.4f} (margin {auc_margin:g})"
         )
     old, new = active["logloss"], candidate["logloss"]
-    if not math.isfinite(new) or new > old + logloss_margin:
+    if not (math.isfinite(old) and math.isfinite(new)):
+        reasons.append(f"log loss undefined on the held-out tail ({new} against {old})")
+    elif new > old + logloss_margin:
         reasons.append(
             f"log loss {new:.4f} is {new - old:.4f} above the active {old:.4f} "
             f"(margin {logloss_margin:g})"

@@ -4,7 +4,10 @@ documented calls, errors, auth and the OpenAPI document."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,14 +17,15 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from apex_stream.api.app import create_api
+from apex_stream.api.app import create_api, health_reasons
 from apex_stream.api.state import WorkerState
 from apex_stream.features.agent import MarketView
 from apex_stream.inference.ensemble import Ensemble
+from apex_stream.inference.failures import Failures
 from apex_stream.inference.registry import Manifest, Registry
 from apex_stream.inference.scoring import Scorer
 from apex_stream.learning.outcomes import Learning
-from apex_stream.settings import Settings
+from apex_stream.settings import ROOT, Settings
 from tests.support.events import opportunity
 from tests.support.models import bad_models
 from tests.support.seeds import SEED_000_BATCH, SEED_002_PREDICT
@@ -329,3 +333,30 @@ def test_request_latencies_are_on_metrics_by_route_template(client: TestClient) 
         took = ("apex_api_request_seconds_sum", route)
         assert after[took] > before.get(took, 0)
     assert not any("/no/such" in route for _, route in after)  # raw paths make no series
+
+
+def test_health_reasons_name_each_way_a_worker_is_degraded(registry: Registry) -> None:
+    onnx = registry.active("onnx")
+    (registry.folder / str(onnx.path)).write_bytes(b"corrupted")
+    settings = Settings(models_dir=registry.folder)
+    healthy = Ensemble(Settings())
+    failures = Failures()
+    assert health_reasons(healthy, failures, Registry(ROOT / "models"), None, 60.0) == []
+
+    degraded = Ensemble(settings)
+    failures.report({"xgboost@1.0.0": "RuntimeError: boom"}, "score", now=time.time() - 5)
+    failures.report({"online@1.0.0": "RuntimeError: long ago"}, "score", now=time.time() - 600)
+    failures.refuse(degraded.revision + 1, degraded.revision, "xgboost@1.1.0 did not load")
+    registry.add([replace(registry.active("xgboost"), metrics={"bumped": 1.0})])  # a revision
+    lag = "consumer lag grew from 1,200 to 45,000 records over 30 s on opportunities"
+    reasons = health_reasons(degraded, failures, registry, lag, 60.0)
+    assert reasons[0].startswith("onnx@1.0.0 did not load: ModelError: checksum mismatch")
+    assert re.fullmatch(r"xgboost@1\.0\.0 failed to score \d s ago: RuntimeError: boom", reasons[1])
+    assert reasons[2:] == [
+        f"manifest revision {degraded.revision + 1} refused: xgboost@1.1.0 did not load",
+        f"serving manifest revision {degraded.revision}, {degraded.revision + 1} exists",
+        lag,
+    ]
+    (registry.folder / "manifest.json").write_text("{}")
+    [unreadable] = health_reasons(healthy, Failures(), registry, None, 60.0)
+    assert unreadable.startswith("the manifest cannot be read: KeyError")

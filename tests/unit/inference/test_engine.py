@@ -199,7 +199,8 @@ def test_a_broken_engine_leaves_the_stream_scoring(
 ) -> None:
     X = simulated[0][:50]
     settings = Settings(models_dir=registry.folder)
-    healthy = Ensemble(settings).score(X).vote.score
+    served = Ensemble(settings)
+    healthy = served.score(X).vote.score
 
     # the 29-feature xgboost member as an engine version: registering (and promoting) refuses
     # it, a manifest written by hand may still make it the active one
@@ -222,8 +223,11 @@ def test_a_broken_engine_leaves_the_stream_scoring(
     with caplog.at_level(logging.ERROR, "apex_stream.inference"):
         wide = Ensemble(settings)
     assert wide.engine is None
-    assert "engine@2.0.0 reads 29 features, the engine takes seed 002's 8" in caplog.text
+    assert "engine@2.0.0 expects 29 features, but the worker computes 8" in caplog.text
     np.testing.assert_array_equal(wide.score(X).vote.score, healthy)
+    # a live reload to it is refused: the engine served goes on serving
+    with pytest.raises(ModelError, match=r"engine@2\.0\.0 did not load: ModelError: .* 29 feat"):
+        Ensemble(settings, registry.manifest(), previous=served, strict=True)
 
     registry.rollback("engine")
     (registry.folder / "engine-1.0.0.ubj").write_bytes(b"tampered")

@@ -232,3 +232,29 @@ def test_a_member_file_that_does_not_load_is_unavailable_at_start(
     reloaded = Ensemble(settings, registry.manifest(), previous=ensemble, strict=True)
     assert set(reloaded.failures) == {"onnx@1.0.0"}
     assert reloaded.xgboost is ensemble.xgboost
+
+
+def test_heuristic_rows_leave_the_votes_decisions_of_the_others_alone(
+    ensemble: Ensemble, simulated
+) -> None:
+    X = simulated[0][:2]
+    answers = {"xgboost": [0.4, np.nan], "onnx": [0.1, np.nan], "online": [0.2, np.nan]}
+    partial = with_members(ensemble, **{m: Broken(m, np.array(a)) for m, a in answers.items()})
+    partial.voting = replace(ensemble.voting, strategy="majority", threshold=0.3)
+    scores = partial.score(X)
+    # one yes of three: a share of 1/3 is above the threshold, yet a minority never executes
+    assert scores.vote.score[0] == pytest.approx(1 / 3) and not scores.vote.decision[0]
+    assert scores.strategies == ["majority", HEURISTIC]
+    assert scores.vote.decision[1] == (heuristic(X)[1] > 0.3)
+
+
+def test_a_candidate_that_does_not_load_gives_its_routes_to_the_active_version(
+    registry: Registry,
+) -> None:
+    xgb = registry.active("xgboost")
+    registry.register("xgboost", "1.1.0", registry.folder / str(xgb.path), created="x")
+    registry.split("xgboost", {"1.0.0": 0.5, "1.1.0": 0.5})
+    (registry.folder / "xgboost-1.1.0.ubj").write_bytes(b"{}")
+    ensemble = Ensemble(Settings(models_dir=registry.folder))
+    assert list(ensemble.failures) == ["xgboost@1.1.0"]
+    assert ensemble.traffic["xgboost"] == {"1.0.0": 1.0}

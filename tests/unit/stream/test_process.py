@@ -5,6 +5,7 @@ comes first, and a partition's join state rebuilt from its stored predictions.""
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections import namedtuple
 from dataclasses import replace
@@ -135,7 +136,7 @@ def test_a_failing_member_sits_out_without_dead_lettering_anything(ensemble: Ens
     second = process.run(records(opportunities, "opportunities", first=5), [])
     assert second.events == [] and len(second.predictions[0]) == 5
     [reason] = process.failures.recent(60.0)
-    assert reason.startswith("onnx@1.0.0 failed to score 0 s ago: RuntimeError: CUDA error")
+    assert re.match(r"onnx@1\.0\.0 failed to score \d+ s ago: RuntimeError: CUDA error", reason)
     # its outcomes teach the learner and book the members that voted
     learned = process.learning.learned
     outcomes = [outcome_for(o, i % 2 == 0) for i, o in enumerate(opportunities)]

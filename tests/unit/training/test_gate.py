@@ -69,3 +69,18 @@ def test_an_auc_that_cannot_be_computed_refuses() -> None:
         "candidate": "AUC undefined on the held-out tail (one class only)",
         "active": "AUC undefined on the held-out tail (one class only)",
     }
+
+
+def test_a_log_loss_that_is_not_finite_refuses_on_either_side() -> None:
+    verdicts = gate(
+        {
+            "candidate": sides((0.80, 0.50), (0.81, math.inf)),
+            "active": sides((0.80, math.nan), (0.81, 0.40)),
+        },
+        auc_margin=0.005,
+        logloss_margin=0.005,
+    )
+    assert verdicts == {
+        "candidate": "log loss undefined on the held-out tail (inf against 0.5)",
+        "active": "log loss undefined on the held-out tail (0.4 against nan)",
+    }
