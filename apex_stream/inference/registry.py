@@ -257,7 +257,7 @@ class Registry:
             raise ModelError(f"traffic weights sum to {total:g}, must sum to 1")
         for version, weight in weights.items():
             if weight > 0:
-                self._vouch(self.get(name, version))
+                self.vouch(self.get(name, version))
         since = now_iso()
         updated = [
             replace(
@@ -279,7 +279,7 @@ class Registry:
         if chosen.status == "active":
             raise ModelError(f"{chosen.key} is already active")
         _refuse_rejected(chosen, "promoted")
-        self._vouch(chosen)
+        self.vouch(chosen)
         current = self.active(name).version
         updated = []
         for e in self.entries():
@@ -354,7 +354,7 @@ class Registry:
             )
         return data
 
-    def _vouch(self, entry: ModelEntry) -> None:
+    def vouch(self, entry: ModelEntry) -> None:
         """Validate the registry's copy of a version (checksum and feature version first, then
         :func:`~apex_stream.inference.validation.validate`) before the manifest gives it
         traffic: a file changed or corrupted since it was registered is refused here, before

@@ -35,7 +35,7 @@ from sqlalchemy import Engine, create_engine, text
 from ..client import EventConsumer, EventProducer
 from ..events import Alert, Event, Metric
 from ..inference.control import publish
-from ..inference.registry import Manifest, ModelEntry, Registry
+from ..inference.registry import Manifest, ModelEntry, ModelError, Registry
 from ..settings import Settings
 from ..training.retrain import STACKING, RetrainError, RetrainResult, retrain
 from .abtest import Arm, Decision, decide
@@ -181,12 +181,24 @@ class Controller:
         if decision.action == "continue":
             log.info("A/B test goes on: %s", decision.reason)
             return
-        # in a thread: a promotion loads and validates the file again (about a second)
-        await asyncio.to_thread(self.apply, decision, members, candidate)
+        # in a thread: a promotion loads and validates the files again (about a second each)
+        decision = await asyncio.to_thread(self.apply, decision, members, candidate)
         await self.announce(decision, label(candidate), label(control), figures)
 
-    def apply(self, decision: Decision, members: list[str], candidate: tuple[str, ...]) -> None:
-        """Write a test's decision into the registry."""
+    def apply(self, decision: Decision, members: list[str], candidate: tuple[str, ...]) -> Decision:
+        """Write a test's decision into the registry, all or nothing: a candidate whose file no
+        longer validates is rolled back with the others instead (the decision that was made)."""
+        if decision.action == "promote":
+            try:
+                for member, version in zip(members, candidate, strict=True):
+                    self.registry.vouch(self.registry.get(member, version))
+            except ModelError as exc:
+                log.error("A/B test won, but the candidate cannot be promoted: %s", exc)
+                decision = replace(
+                    decision,
+                    action="rollback",
+                    reason=f"{decision.reason}; but the candidate cannot be promoted: {exc}",
+                )
         if decision.action == "promote":
             for member, version in zip(members, candidate, strict=True):
                 self.registry.promote(member, version)
@@ -194,6 +206,7 @@ class Controller:
             for member in members:
                 self.registry.rollback(member)
         self.settle_stacking(decision.action == "promote", set(candidate))
+        return decision
 
     def settle_stacking(self, promoted: bool, versions: set[str]) -> None:
         """The meta-learner refitted with the tested versions (a stacking candidate of their

@@ -12,6 +12,7 @@ import pytest
 from apex_stream.events import Event
 from apex_stream.inference.registry import Registry
 from apex_stream.lifecycle import controller as lifecycle
+from apex_stream.lifecycle.abtest import Decision
 from apex_stream.lifecycle.controller import ArmFigures, Controller
 from apex_stream.settings import Settings
 
@@ -63,6 +64,25 @@ def test_the_refitted_stacking_is_archived_when_its_members_are_rolled_back(
     assert registry.active("stacking").version == "1.0.0"
     assert registry.get("stacking", "1.1.0").status == "archived"
     assert registry.get("stacking", "1.3.0").status == "candidate"
+
+
+def test_a_won_test_whose_candidate_file_broke_is_rolled_back_all_or_nothing(
+    registry: Registry,
+) -> None:
+    controller = with_stacking_candidates(registry)
+    for member in ("xgboost", "onnx"):
+        active = registry.active(member)
+        registry.register(member, "1.1.0", registry.folder / str(active.path), created="x")
+        registry.split(member, {"1.0.0": 0.8, "1.1.0": 0.2})
+    (registry.folder / "onnx-1.1.0.onnx").write_bytes(b"broken after registration")
+    won = Decision("promote", 3.1, 0.001, "candidate wins")
+    applied = controller.apply(won, ["onnx", "xgboost"], ("1.1.0", "1.1.0"))
+    assert applied.action == "rollback"
+    assert "cannot be promoted: checksum mismatch for onnx@1.1.0" in applied.reason
+    for member in ("xgboost", "onnx"):  # neither promoted, both candidates archived
+        assert registry.active(member).version == "1.0.0"
+        assert registry.get(member, "1.1.0").status == "archived"
+    assert registry.active("stacking").version == "1.0.0"
 
 
 async def test_a_failed_retrain_raises_a_critical_alert_and_waits_for_new_outcomes(
