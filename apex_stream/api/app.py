@@ -22,7 +22,7 @@ from faust.contrib.asgi import serve_asgi
 from ..app import Pipeline
 from ..features.agent import MarketView
 from ..inference.control import publish
-from ..inference.ensemble import Ensemble
+from ..inference.ensemble import Ensemble, Scores
 from ..inference.failures import Failures
 from ..inference.registry import Registry
 from ..metrics import API_REQUESTS, API_SECONDS
@@ -140,6 +140,11 @@ def attach(pipeline: Pipeline, process: Process, source: BatchSource) -> None:
             },
         }
 
+    async def observe(scores: Scores) -> None:
+        alerts = process.observe(scores)
+        if alerts:
+            await source.publish(alerts)
+
     state = WorkerState(
         settings=settings,
         scorer=scorer,
@@ -148,6 +153,7 @@ def attach(pipeline: Pipeline, process: Process, source: BatchSource) -> None:
         market_view=lambda: MarketView(pipeline),
         health=health,
         publish=partial(publish, settings),
+        observe=observe,
     )
     serve_asgi(
         pipeline.app,

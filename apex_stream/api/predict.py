@@ -147,7 +147,9 @@ def _score(
     return rows, scores, gpu, timing
 
 
-def _predict_batch(state: WorkerState, body: bytes, received: float, started: float) -> bytes:
+def _predict_batch(
+    state: WorkerState, body: bytes, received: float, started: float
+) -> tuple[bytes, Scores]:
     try:
         request = _batch.decode(body)
     except msgspec.DecodeError as exc:
@@ -160,7 +162,7 @@ def _predict_batch(state: WorkerState, body: bytes, received: float, started: fl
     rows, scores, gpu, timing = _score(
         state, opportunities, request.threshold, request.use_gpu, started
     )
-    return schemas.encode(
+    answer = schemas.encode(
         BatchResponse(
             predictions=rows,
             total_opportunities=len(rows),
@@ -173,9 +175,12 @@ def _predict_batch(state: WorkerState, body: bytes, received: float, started: fl
             timing=timing,
         )
     )
+    return answer, scores
 
 
-def _predict_single(state: WorkerState, body: bytes, received: float, started: float) -> bytes:
+def _predict_single(
+    state: WorkerState, body: bytes, received: float, started: float
+) -> tuple[bytes, Scores]:
     try:
         wrapped = "opportunity" in _keys.decode(body)
         request = _single.decode(body) if wrapped else _RawSingle(msgspec.Raw(body))
@@ -188,7 +193,7 @@ def _predict_single(state: WorkerState, body: bytes, received: float, started: f
     [row], scores, gpu, timing = _score(
         state, [opportunity], request.threshold, request.use_gpu, started
     )
-    return schemas.encode(
+    answer = schemas.encode(
         SingleResponse(
             **msgspec.structs.asdict(row),
             threshold=scores.voting.threshold,
@@ -196,6 +201,7 @@ def _predict_single(state: WorkerState, body: bytes, received: float, started: f
             timing=timing,
         )
     )
+    return answer, scores
 
 
 @router.post(
@@ -208,9 +214,10 @@ async def predict_batch(body: JsonBody, state: Worker) -> Response:
     """Features, every ensemble member and the vote, exactly as the stream scores; at the
     request's ``threshold`` when it gives one."""
     started, received = time.perf_counter(), time.time()
-    answer = await to_thread.run_sync(
+    answer, scores = await to_thread.run_sync(
         _predict_batch, state, body, received, started, limiter=_scoring
     )
+    await state.observe(scores)
     return Response(answer, media_type="application/json")
 
 
@@ -223,9 +230,10 @@ async def predict_batch(body: JsonBody, state: Worker) -> Response:
 async def predict_single(body: JsonBody, state: Worker) -> Response:
     """One opportunity, alone or as ``{"opportunity": ..., "threshold": ...}``."""
     started, received = time.perf_counter(), time.time()
-    answer = await to_thread.run_sync(
+    answer, scores = await to_thread.run_sync(
         _predict_single, state, body, received, started, limiter=_scoring
     )
+    await state.observe(scores)
     return Response(answer, media_type="application/json")
 
 

@@ -15,6 +15,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..features.agent import MarketView
+from ..inference.ensemble import Scores
 from ..inference.registry import Manifest, Registry
 from ..inference.scoring import Scorer
 from ..learning.outcomes import Learning
@@ -35,6 +36,9 @@ class WorkerState:
     health: Callable[[], dict[str, Any]]
     #: tells every worker about a manifest revision (live reload)
     publish: Callable[[Manifest, str], Awaitable[None]]
+    #: counts a request's member failures and heuristic rows, and sends the alerts due, as the
+    #: stream does for its batches
+    observe: Callable[[Scores], Awaitable[None]]
 
     @property
     def mode(self) -> Literal["LIVE", "SIMULATION"]:

@@ -19,8 +19,9 @@ import msgspec
 import numpy as np
 
 from ..deadletter import dead_letter, split_valid
-from ..events import DeadLetter, Event, Opportunity, Outcome
+from ..events import Alert, DeadLetter, Event, Opportunity, Outcome
 from ..features import FEATURES
+from ..inference.ensemble import Scores
 from ..inference.failures import Failures
 from ..inference.members import MEMBERS
 from ..inference.scoring import Scorer, encode_predictions, member_matrix
@@ -128,11 +129,7 @@ class Process:
             reason = f"processing failed: {type(exc).__name__}: {exc}"
             self._reject([dead_letter(r, reason) for r in kept], out)
             return []
-        if scores.failures:
-            log.warning("members left out of a batch of %d: %s", len(kept), scores.failures)
-            out.events += self.failures.report(scores.failures, "score")
-        if scores.fallback is not None:
-            HEURISTIC_SCORED.inc(int(scores.fallback.sum()))
+        out.events += self.observe(scores)
         now = time.time()
         n = len(kept)
         record_s = np.fromiter((r.timestamp for r in kept), np.float64, n) / 1000.0
@@ -161,6 +158,18 @@ class Process:
         SCORED.labels("execute").inc(executed)
         SCORED.labels("skip").inc(n - executed)
         return joined
+
+    def observe(self, scores: Scores) -> list[Alert]:
+        """Count a scored batch's member failures and heuristic rows (the stream's or an API
+        request's); the alerts that are due."""
+        if scores.fallback is not None:
+            HEURISTIC_SCORED.inc(int(scores.fallback.sum()))
+        if not scores.failures:
+            return []
+        log.warning(
+            "members left out of a batch of %d: %s", len(scores.vote.score), scores.failures
+        )
+        return self.failures.report(scores.failures, "score")
 
     def _join(self, records: Sequence[Any], out: Output) -> list[Joined]:
         outcomes, kept, rejected = split_valid(records, Outcome)

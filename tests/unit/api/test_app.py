@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from apex_stream.api.app import create_api, health_reasons
 from apex_stream.api.state import WorkerState
 from apex_stream.features.agent import MarketView
-from apex_stream.inference.ensemble import Ensemble
+from apex_stream.inference.ensemble import Ensemble, Scores
 from apex_stream.inference.failures import Failures
 from apex_stream.inference.registry import Manifest, Registry
 from apex_stream.inference.scoring import Scorer
@@ -43,9 +43,13 @@ def worker_state(registry: Registry, **settings: Any) -> tuple[WorkerState, list
     ensemble = Ensemble(config)
     learning = Learning(ensemble.online, ensemble.online_means, config.threshold, 2000)
     published: list[str] = []
+    failures = Failures()
 
     async def publish(manifest: Manifest, reason: str) -> None:
         published.append(f"{manifest.revision}: {reason}")
+
+    async def observe(scores: Scores) -> None:
+        published.extend(a.message for a in failures.report(scores.failures, "score"))
 
     state = WorkerState(
         settings=config,
@@ -55,6 +59,7 @@ def worker_state(registry: Registry, **settings: Any) -> tuple[WorkerState, list
         market_view=empty_view,
         health=lambda: {"status": "ok"},
         publish=publish,
+        observe=observe,
     )
     return state, published
 
@@ -360,3 +365,24 @@ def test_health_reasons_name_each_way_a_worker_is_degraded(registry: Registry) -
     (registry.folder / "manifest.json").write_text("{}")
     [unreadable] = health_reasons(healthy, Failures(), registry, None, 60.0)
     assert unreadable.startswith("the manifest cannot be read: KeyError")
+
+
+def test_a_failing_member_leaves_the_api_scoring_and_is_reported(registry: Registry) -> None:
+    class Raises:
+        name, version, provider = "xgboost", "1.0.0", "cpu"
+
+        def predict(self, X: np.ndarray) -> np.ndarray:
+            raise RuntimeError("device lost")
+
+    state, published = worker_state(registry)
+    ensemble = state.scorer.ensemble
+    ensemble.arms["xgboost"] = replace(ensemble.arms["xgboost"], models=(Raises(),))
+    client = serve(state)
+    batch = [json.loads(_json(opportunity(i, f"r{i}", ["WETH", "USDC"]))) for i in range(3)]
+    response = client.post("/predict/batch", json=batch)
+    assert response.status_code == 200
+    for row in response.json()["predictions"]:
+        assert row["voters"] == ["onnx", "online"] and row["model_version_xgb"] is None
+    assert published == [
+        "xgboost@1.0.0 failed to score and is left out of the vote: RuntimeError: device lost"
+    ]
