@@ -8,6 +8,7 @@ samples of each topic for it.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -16,6 +17,8 @@ from typing import NamedTuple
 SAMPLE_EVERY_S = 5.0
 #: Fewest consecutive rises before a lag counts as growing, however long they span.
 MIN_SAMPLES = 4
+#: No sample for this long while partitions are held: the fetch loop is stuck.
+STALL_S = 6 * SAMPLE_EVERY_S
 #: Samples kept per topic (20 minutes at one per SAMPLE_EVERY_S).
 KEPT = 240
 
@@ -83,8 +86,14 @@ class LagHistory:
         """Forget the samples: they were of partitions this worker no longer holds alone."""
         self.samples.clear()
 
-    def reason(self) -> str | None:
-        """Why the lag is a concern (every topic whose lag grows), or None."""
+    def reason(self, now: float | None = None) -> str | None:
+        """Why the lag is a concern (every topic whose lag grows, or no sample for STALL_S while
+        partitions are held: the batch path stopped going round), or None. ``now`` is
+        :func:`time.monotonic`'s, as the samples' times are."""
+        now = time.monotonic() if now is None else now
+        newest = max((s[-1].at for s in self.samples.values() if s), default=None)
         found = [reason(t, s, self.floor, self.window_s) for t, s in sorted(self.samples.items())]
+        if newest is not None and now - newest > STALL_S:
+            found.insert(0, f"the batch path has not come round for {now - newest:.0f} s")
         lines = [line for line in found if line]
         return "; ".join(lines) or None

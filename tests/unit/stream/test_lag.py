@@ -3,7 +3,7 @@ the window and stands at the floor or above; shrinking, holding or small lags ar
 
 from __future__ import annotations
 
-from apex_stream.stream.lag import SAMPLE_EVERY_S, LagHistory, LagSample, reason
+from apex_stream.stream.lag import SAMPLE_EVERY_S, STALL_S, LagHistory, LagSample, reason
 
 FLOOR, WINDOW = 10_000, 30.0
 
@@ -55,14 +55,23 @@ def test_a_rise_needs_the_window_and_enough_samples() -> None:
 
 def test_the_history_samples_every_few_seconds_and_names_each_growing_topic() -> None:
     history = LagHistory(FLOOR, WINDOW)
-    assert history.due(0.0) and history.reason() is None
+    assert history.due(0.0) and history.reason(now=0.0) is None
     for i in range(7):
         now = i * SAMPLE_EVERY_S
         assert history.due(now)
         history.add(now, {"p.opportunities": 20_000 * (i + 1), "p.outcomes": 5})
         assert not history.due(now + SAMPLE_EVERY_S / 2)
-    assert history.reason() == (
+    assert history.reason(now=30.0) == (
         "consumer lag grew from 20,000 to 140,000 records over 30 s on p.opportunities"
     )
     history.clear()
-    assert history.reason() is None and history.due(31.0)
+    assert history.reason(now=31.0) is None and history.due(31.0)
+
+
+def test_no_sample_for_a_while_says_the_batch_path_is_stuck() -> None:
+    history = LagHistory(FLOOR, WINDOW)
+    history.add(100.0, {"p.opportunities": 10, "p.outcomes": 0})
+    assert history.reason(now=100.0 + STALL_S) is None
+    assert history.reason(now=100.0 + STALL_S + 12) == (
+        f"the batch path has not come round for {STALL_S + 12:.0f} s"
+    )
