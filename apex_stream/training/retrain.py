@@ -10,7 +10,10 @@ tail enter an A/B test with ``candidate_traffic`` of the routes, the others are 
 ``rejected`` with their figures. When a version enters the test, the stacking meta-learner is
 refitted on the validation slice over the members that would serve if the test promoted it (the
 new versions that passed, the active versions of the others) and registered as a candidate
-without traffic, which the lifecycle controller promotes or archives with the test.
+without traffic, which the lifecycle controller promotes or archives with the test. The
+validation slice is the one ``models train`` fits the shipped meta-learner on too; the new
+versions early-stopped on it, so their scores there are a little optimistic and the refit leans
+on them slightly more than the tail would justify (its held-out figures are in its metrics).
 """
 
 from __future__ import annotations
