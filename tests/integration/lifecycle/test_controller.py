@@ -58,6 +58,11 @@ LIFECYCLE = {
     "APEX_RETRAIN_MIN_SAMPLES": "30000",
     "APEX_RETRAIN_MIN_INTERVAL_S": "1e9",  # only drift triggers a retrain here
     "APEX_RETRAIN_CANDIDATE_TRAFFIC": "0.5",  # enough candidate trades for a quick decision
+    # the gate open: this drill follows drift -> retrain -> A/B test -> decision end to end,
+    # and a 30,000-row retrain may legitimately lose the held-out comparison (the gate itself is
+    # tested below, on history built to make the candidate worse or better)
+    "APEX_RETRAIN_AUC_MARGIN": "0.99",
+    "APEX_RETRAIN_LOGLOSS_MARGIN": "100",
 }
 
 
