@@ -35,10 +35,10 @@ def models() -> None:
 def models_train(version: str, seed: int, opportunities: int, engine_only: bool) -> None:
     """Train the XGBoost, ONNX and online members (and stacking), and the engine model behind
     seed 002's /predict, on simulated history."""
-    from ..training.train import train_baseline
+    from ..training.train import train_simulated
 
     settings = get_settings()
-    entries = train_baseline(
+    entries = train_simulated(
         settings.models_dir,
         version=version,
         seed=seed,

@@ -35,7 +35,8 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
 def classification_metrics(
     y: np.ndarray, p: np.ndarray, threshold: float = 0.5
 ) -> dict[str, float]:
-    """AUC, log loss, Brier score, accuracy/precision/recall at ``threshold``, base rate."""
+    """AUC, log loss, Brier score, calibration error (ECE), accuracy/precision/recall at
+    ``threshold``, base rate."""
     metrics = _sklearn_metrics()
     y = np.asarray(y) == 1
     p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
@@ -44,9 +45,40 @@ def classification_metrics(
         "auc": roc_auc(y, p),
         "logloss": float(metrics.log_loss(y, p, labels=[False, True])),
         "brier": float(metrics.brier_score_loss(y, p, pos_label=True)),
+        "ece": expected_calibration_error(y, p),
         "accuracy": float(metrics.accuracy_score(y, decided)),
         "precision": float(metrics.precision_score(y, decided, zero_division=0.0)),
         "recall": float(metrics.recall_score(y, decided, zero_division=0.0)),
         "base_rate": float(y.mean()),
         "samples": float(len(y)),
     }
+
+
+#: equal-width probability bins of the calibration figures
+CALIBRATION_BINS = 10
+
+
+def reliability(
+    y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width bin of ``p``: rows, mean predicted probability and observed success rate
+    (NaN for an empty bin): the points of a reliability plot."""
+    y = np.asarray(y, np.float64)
+    p = np.asarray(p, np.float64)
+    index = np.minimum((p * bins).astype(np.int64), bins - 1)
+    counts = np.bincount(index, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        predicted = np.bincount(index, weights=p, minlength=bins) / counts
+        observed = np.bincount(index, weights=y, minlength=bins) / counts
+    return counts, predicted, observed
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """ECE: the row-weighted mean gap between predicted probability and observed success rate
+    over equal-width bins; NaN without rows."""
+    counts, predicted, observed = reliability(y, p, bins)
+    filled = counts > 0
+    if not filled.any():
+        return math.nan
+    gap = np.abs(predicted[filled] - observed[filled])
+    return float(np.sum(counts[filled] * gap) / counts.sum())

@@ -28,7 +28,7 @@ from .xgb import train_xgboost
 SPLIT = (0.70, 0.85)
 
 
-def train_baseline(
+def train_simulated(
     folder: Path,
     *,
     version: str,
@@ -37,11 +37,26 @@ def train_baseline(
     console: Console,
     engine_only: bool = False,
 ) -> list[ModelEntry]:
-    """Train every member and the engine model (only the engine with ``engine_only``: the
-    members' files stay as they are), write the files and register them as the active
-    versions."""
+    """:func:`train_baseline` on ``opportunities`` simulated with ``seed``."""
     with console.status(f"simulating {opportunities:,} opportunities (seed {seed})"):
         data = simulate(seed, opportunities)
+    return train_baseline(
+        folder, data, version=version, seed=seed, console=console, engine_only=engine_only
+    )
+
+
+def train_baseline(
+    folder: Path,
+    data: Dataset,
+    *,
+    version: str,
+    seed: int,
+    console: Console,
+    engine_only: bool = False,
+) -> list[ModelEntry]:
+    """Train every member and the engine model on ``data`` (rows in time order; only the
+    engine with ``engine_only``: the members' files stay as they are), write the files and
+    register them as the active versions."""
     n = len(data)
     a, b = int(n * SPLIT[0]), int(n * SPLIT[1])
     means = np.nanmean(data.X[:a], axis=0)

@@ -10,7 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from apex_stream.training.metrics import classification_metrics, roc_auc
+from apex_stream.training.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    reliability,
+    roc_auc,
+)
 
 
 def pairwise_auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -59,6 +64,7 @@ def test_classification_metrics_by_hand() -> None:
         "auc": 5 / 6,  # 0.9 and 0.8 beat both negatives, 0.3 beats only 0.2
         "logloss": -(math.log(0.9) + math.log(0.6) + math.log(0.3) + math.log(0.8) * 2) / 5,
         "brier": (0.01 + 0.16 + 0.49 + 0.04 + 0.04) / 5,
+        "ece": (0.1 + 0.4 + 0.7 + 0.2 + 0.2) / 5,  # every row alone in its bin
         "accuracy": 4 / 5,
         "precision": 1.0,
         "recall": 2 / 3,
@@ -93,3 +99,16 @@ def test_worker_and_lifecycle_controller_import_without_scikit_learn() -> None:
         "import apex_stream.worker, apex_stream.lifecycle.controller"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_calibration_error_is_the_row_weighted_gap_per_bin() -> None:
+    # bin [0.2, 0.3): 4 rows at 0.25, one success -> observed 0.25, gap 0
+    # bin [0.8, 0.9): 4 rows at 0.85, two successes -> observed 0.5, gap 0.35
+    p = np.array([0.25] * 4 + [0.85] * 4)
+    y = np.array([1, 0, 0, 0, 1, 1, 0, 0])
+    counts, predicted, observed = reliability(y, p)
+    assert counts[2] == 4 and counts[8] == 4 and counts.sum() == 8
+    assert predicted[8] == pytest.approx(0.85) and observed[8] == pytest.approx(0.5)
+    assert np.isnan(observed[0])
+    assert expected_calibration_error(y, p) == pytest.approx(0.35 * 4 / 8)
+    assert expected_calibration_error(y, np.ones(8)) == pytest.approx(5 / 8)  # 1.0: last bin
