@@ -19,6 +19,7 @@ the ``type`` column. In CSV, ``tokens`` and ``dexes`` are written ``WETH|USDC|DA
 
 from __future__ import annotations
 
+import csv as stdlib_csv
 import importlib
 import math
 import re
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 import msgspec
 import numpy as np
@@ -64,7 +65,12 @@ COLUMNS = tuple(
 )
 _LISTS = ("tokens", "dexes")
 _TIMES = ("timestamp", "executed_at")
-_TEXT = ("type", "chain", "token", "dex", "opportunity_id", "route_id", *_LISTS)
+_NUMBERS = frozenset(
+    name
+    for cls in (*KINDS.values(), *INPUT_FORMS.values())
+    for name, hint in get_type_hints(cls, include_extras=True).items()
+    if "float" in str(hint) and name not in _TIMES
+)
 
 E = TypeVar("E", bound=Event)
 
@@ -203,11 +209,11 @@ class Rows:
 
     records: list[dict[str, Any]]
     source: str
-    #: each record's row number in ``source``, counted from 1
+    #: where each record is in ``source``: its line in a CSV file, else its row from 1
     numbers: Sequence[int]
 
     def where(self, i: int) -> str:
-        return f"{self.source} row {self.numbers[i]}"
+        return f"{self.source} {self.numbers[i]}"
 
 
 def to_events(rows: Rows, cls: type[E]) -> list[E]:
@@ -220,7 +226,8 @@ def to_events(rows: Rows, cls: type[E]) -> list[E]:
         shown = [f"{rows.where(i)}: {_columns(reason)}" for i, reason in batch.rejected[:5]]
         more = len(batch.rejected) - len(shown)
         raise HistoryError(
-            f"{len(batch.rejected):,} invalid {cls.__name__} rows:\n  "
+            f"{len(batch.rejected):,} {cls.__name__} row{'s' * (len(batch.rejected) > 1)} "
+            "cannot be read (the worker would dead-letter them):\n  "
             + "\n  ".join(shown)
             + (f"\n  ... and {more:,} more" if more else "")
         )
@@ -229,19 +236,47 @@ def to_events(rows: Rows, cls: type[E]) -> list[E]:
 
 def _row_json(row: dict[str, Any]) -> dict[str, Any]:
     """A row as the JSON an event of its topic would be: empty cells left out, times in Unix
-    seconds, ``tokens`` and ``dexes`` as lists, a 0/1 ``success`` as a boolean."""
+    seconds, ``tokens`` and ``dexes`` as lists, numbers and booleans written as text read as
+    such (what cannot be read is passed on, for the event's own reason)."""
     out = {}
     for name, value in row.items():
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
         if isinstance(value, datetime):
-            value = (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-        elif name in _LISTS and isinstance(value, str):
-            value = value.split(SEPARATOR)
+            value = _seconds(value)
         elif name == "success" and value in (0, 1):
             value = bool(value)
+        elif isinstance(value, str):
+            value = _parsed(name, value)
         out[name] = value
     return out
+
+
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _parsed(name: str, value: str) -> Any:
+    """A text cell as its column's type, where it reads as one."""
+    try:
+        if name in _LISTS:
+            return value.split(SEPARATOR)
+        if name == "success":
+            return _BOOLEANS.get(value.strip().lower(), value)
+        if name in _NUMBERS:
+            return float(value)
+        if name in _TIMES:
+            try:
+                return float(value)
+            except ValueError:
+                return _seconds(datetime.fromisoformat(value))
+    except ValueError:
+        pass
+    return value
+
+
+def _seconds(moment: datetime) -> float:
+    """Unix seconds of a date and time, UTC unless it names an offset."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _columns(reason: str) -> str:
@@ -305,7 +340,8 @@ def _folder_rows(folder: Path, kind: str) -> Rows | None:
         return None
     file = found[0]
     records = _select(_read_table(file).to_pylist(), KINDS[kind])
-    return Rows(records, file.name, range(1, len(records) + 1))
+    word, first = _numbering(file)
+    return Rows(records, f"{file.name} {word}", range(first, len(records) + first))
 
 
 def _rows_by_type(path: Path, table: Any) -> dict[str, Rows]:
@@ -315,24 +351,34 @@ def _rows_by_type(path: Path, table: Any) -> dict[str, Rows]:
             f"columns: {', '.join(table.column_names)}"
         )
     kinds = table.column("type").to_pylist()
+    word, first = _numbering(path)
     records = table.to_pylist()
     out: dict[str, Rows] = {}
     for kind, cls in KINDS.items():
         at = [i for i, k in enumerate(kinds) if k == kind]
         if at:
-            out[kind] = Rows(_select([records[i] for i in at], cls), path.name, [i + 1 for i in at])
+            out[kind] = Rows(
+                _select([records[i] for i in at], cls),
+                f"{path.name} {word}",
+                [i + first for i in at],
+            )
     stray = next((i for i, k in enumerate(kinds) if k not in KINDS), None)
     if stray is not None:
         raise HistoryError(
-            f"{path.name} row {stray + 1}: `type` is {kinds[stray]!r}; use one of "
+            f"{path.name} {word} {stray + first}: `type` is {kinds[stray]!r}; use one of "
             + ", ".join(KINDS)
         )
     return out
 
 
+def _numbering(path: Path) -> tuple[str, int]:
+    """How a file's rows are named: a CSV's by line (its header is line 1), others from 1."""
+    return ("line", 2) if path.suffix == ".csv" else ("row", 1)
+
+
 def _read_table(path: Path) -> Any:
-    """A CSV or Parquet file as an Arrow table (CSV: the known columns' types given, so a bad
-    cell is named by pyarrow with its row and column; times as numbers or ISO-8601)."""
+    """A CSV or Parquet file as an Arrow table; CSV cells as text (empty ones missing), which
+    :func:`_row_json` reads as their columns' types so that a bad cell is named with its row."""
     pa, csv, parquet = _arrow()
     if not path.exists():
         raise HistoryError(f"{path} does not exist")
@@ -340,16 +386,12 @@ def _read_table(path: Path) -> Any:
         if path.suffix == ".parquet":
             return parquet.read_table(path)
         if path.suffix == ".csv":
-            types = {
-                name: pa.string()
-                if name in _TEXT
-                else pa.bool_()
-                if name == "success"
-                else pa.float64()
-                for name in COLUMNS
-                if name not in _TIMES
-            }
-            return csv.read_csv(path, convert_options=csv.ConvertOptions(column_types=types))
+            with path.open(newline="") as file:
+                header = next(stdlib_csv.reader(file), [])
+            options = csv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True
+            )
+            return csv.read_csv(path, convert_options=options)
     except (pa.ArrowInvalid, OSError) as exc:
         raise HistoryError(f"{path}: {exc}") from None
     raise HistoryError(f"{path}: a history file is .csv or .parquet")
@@ -418,5 +460,5 @@ def database_events(
             ("outcome", OUTCOMES_SQL),
         ):
             records = [dict(r._mapping) for r in connection.execute(sql, params)]
-            rows[kind] = Rows(records, f"stored {FILES[kind]}", range(1, len(records) + 1))
+            rows[kind] = Rows(records, f"stored {FILES[kind]} row", range(1, len(records) + 1))
     return _events(rows)
