@@ -39,7 +39,9 @@ def models() -> None:
     help="Train on your history: a CSV or Parquet file, or a folder (README: Training on your "
     "own data) instead of the simulator.",
 )
-@click.option("--from-db", is_flag=True, help="Train on the history the sink stored (DATABASE_URL).")
+@click.option(
+    "--from-db", is_flag=True, help="Train on the history the sink stored (DATABASE_URL)."
+)
 @click.option("--since", help="With --from-db: opportunities since (ISO time or 30m / 6h / 7d).")
 @click.option("--until", help="With --from-db: opportunities before (ISO time or 30m / 6h / 7d).")
 def models_train(
