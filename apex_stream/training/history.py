@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar, get_type_hints
@@ -73,6 +73,7 @@ _NUMBERS = frozenset(
 )
 
 E = TypeVar("E", bound=Event)
+_TIME = attrgetter("timestamp")
 
 
 class HistoryError(ApexStreamError):
@@ -151,8 +152,8 @@ def _checked(replayed: Replayed, source: str, console: Console | None) -> Datase
 def replay(events: Events, window: float = WINDOW_S) -> Replayed:
     """Features and labels of the history's opportunities in event-time order (the module
     docstring says how the market state is replayed)."""
-    prices = sorted(events.prices, key=_timestamp)
-    opportunities = sorted(events.opportunities, key=_timestamp)
+    prices = sorted(events.prices, key=_TIME)
+    opportunities = sorted(events.opportunities, key=_TIME)
     tick_window = _windows([t.timestamp for t in prices], window)
     windows = _windows([o.timestamp for o in opportunities], window)
     market = MarketState()
@@ -167,7 +168,7 @@ def replay(events: Events, window: float = WINDOW_S) -> Replayed:
         parts.append(opportunity_features(opportunities[lo:hi], market))
     outcome = {
         o.opportunity_id: (o.success, o.realized_profit_usd)
-        for o in sorted(events.outcomes, key=lambda o: o.executed_at)
+        for o in sorted(events.outcomes, key=attrgetter("executed_at"))
     }
     ids = [o.opportunity_id for o in opportunities]
     known = np.array([i in outcome for i in ids], bool)
@@ -183,10 +184,6 @@ def replay(events: Events, window: float = WINDOW_S) -> Replayed:
     )
     orphans = len(outcome.keys() - set(ids))
     return Replayed(data, len(ids), len(ids) - len(labelled), orphans)
-
-
-def _timestamp(event: PriceTick | Opportunity) -> float:
-    return event.timestamp
 
 
 def _windows(stamps: Sequence[float], window: float) -> np.ndarray:
