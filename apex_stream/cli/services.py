@@ -46,7 +46,7 @@ def status() -> None:
     rows = services.status(settings)
     _print_services(rows, "")
     ready = all(r.up for r in rows)
-    if next(r.up for r in rows if r.name == "postgres"):
+    if {r.name: r.up for r in rows}["postgres"]:
         ready = print_schema(migrations.inspect(settings.db_url)) and ready
     if not ready:
         sys.exit(3)

@@ -29,7 +29,8 @@ Wanted = Literal["auto", "timescaledb", "postgresql"]
 
 PRELOAD_FIX = (
     "add it to the server's configuration (postgresql.conf: shared_preload_libraries = "
-    "'timescaledb'), restart PostgreSQL and run the command again"
+    "'timescaledb'), restart PostgreSQL and run the command again (the local cluster of "
+    "`apex-stream up` preloads it by itself once restarted: apex-stream down && apex-stream up)"
 )
 PLAIN_OPT_IN = "or set APEX_STORAGE=postgresql to create plain PostgreSQL tables instead"
 
@@ -59,9 +60,12 @@ def offer(connection: Connection) -> Offer:
         "SELECT coalesce(installed_version, default_version) FROM pg_available_extensions "
         "WHERE name = 'timescaledb'"
     ).scalar()
-    libraries = connection.exec_driver_sql("SHOW shared_preload_libraries").scalar_one()
-    preloaded = "timescaledb" in (name.strip() for name in str(libraries).split(","))
-    return Offer(installed is not None, preloaded, installed)
+    # TimescaleDB's loader defines this setting when the server preloads it; unlike
+    # shared_preload_libraries (superusers only) any role may read it
+    preloaded = connection.exec_driver_sql(
+        "SELECT current_setting('timescaledb.disable_load', true) IS NOT NULL"
+    ).scalar_one()
+    return Offer(installed is not None, bool(preloaded), installed)
 
 
 def choose(offered: Offer, wanted: Wanted) -> Storage:

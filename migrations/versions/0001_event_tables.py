@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from alembic import context, op
 
+from apex_stream.settings import get_settings
 from apex_stream.sink.storage import choose, offer
 
 revision: str = "0001"
@@ -120,7 +121,8 @@ HYPERTABLES = (
 
 
 def upgrade() -> None:
-    storage = choose(offer(op.get_bind()), context.config.attributes.get("storage", "auto"))
+    wanted = context.config.attributes.get("storage") or get_settings().storage
+    storage = choose(offer(op.get_bind()), wanted)
     op.execute(TABLES)
     if storage == "timescaledb":
         op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")

@@ -20,15 +20,23 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, Row, create_engine, pool, text
 
+from apex_stream.errors import ServiceError
 from apex_stream.services.postgres import PostgresService, find_bin, timescaledb_installed
 from apex_stream.settings import Settings
 from apex_stream.sink import migrations
 
-needs_timescaledb = pytest.mark.skipif(
-    not timescaledb_installed(find_bin(Settings().postgres_bin)),
+
+def installed() -> bool:
+    try:
+        return timescaledb_installed(find_bin(Settings().postgres_bin))
+    except ServiceError:  # no PostgreSQL server here at all
+        return False
+
+
+pytestmark = pytest.mark.skipif(
+    not installed(),
     reason="TimescaleDB is not installed for this PostgreSQL (scripts/timescaledb installs it)",
 )
-pytestmark = needs_timescaledb
 
 
 @pytest.fixture
@@ -203,12 +211,15 @@ def test_an_installed_but_not_preloaded_extension_is_refused_with_its_fix(
     assert "shared_preload_libraries = 'timescaledb'" in out and "APEX_STORAGE=postgresql" in out
     assert "Traceback" not in out
     assert migrations.current(unloaded_cluster) == (None, None)  # nothing half-migrated
-    tables = create_engine(unloaded_cluster, poolclass=pool.NullPool)
-    with tables.connect() as connection:
-        assert not connection.execute(
-            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        ).all()
-    tables.dispose()
+    engine = create_engine(unloaded_cluster, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            tables = connection.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            ).all()
+    finally:
+        engine.dispose()
+    assert not tables
 
     current = cli(unloaded_cluster, "db", "current")
     assert current.returncode == 1 and "shared_preload_libraries" in current.stdout, current.stdout
