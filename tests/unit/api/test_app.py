@@ -123,6 +123,12 @@ def test_a_bare_array_and_the_single_forms(client: TestClient) -> None:
     assert batch["predictions"][0]["score"] == alone["score"] == wrapped["score"]
     assert alone["threshold"] == 0.5 and wrapped["threshold"] == 0.3
     assert alone["opportunity_id"] == "o1"
+    # every prediction carries its expected profit; the worker decides by the threshold rule
+    # (quoted: 1,000 USD in, 1,010 out, 5 USD net, so 5 USD of gas)
+    score = alone["score"]
+    assert alone["expected_profit_usd"] == pytest.approx(score * 5 - (1 - score) * 5, abs=1e-3)
+    assert alone["decision_rule"] == batch["decision_rule"] == "threshold"
+    assert batch["predictions"][0]["expected_profit_usd"] == alone["expected_profit_usd"]
     broken = client.post("/predict/single", json={"opportunity": {"route_id": "x"}})
     assert broken.status_code == 422
     assert broken.json()["detail"][0]["loc"] == ["body", "opportunity"]
