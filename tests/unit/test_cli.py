@@ -88,3 +88,16 @@ def test_a_signal_ends_a_service_cleanly(sig: signal.Signals, handed: bool, endi
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=30)
     assert (proc.returncode, out) == (0, f"{ending}\nexited\n")
+
+
+def test_backtest_takes_seeds_and_the_users_history() -> None:
+    from apex_stream.cli.backtest import backtest
+
+    options = {o.name: o for o in backtest.params}
+    assert options["seeds"].default == "2027,2028,2029"
+    assert options["history_path"].opts == ["--history"]
+    context = click.Context(backtest)
+    assert options["seeds"].process_value(context, "2027, 2031") == (2027, 2031)
+    assert options["seeds"].process_value(context, "") == ()
+    with pytest.raises(click.BadParameter, match="2027,2028,2029"):
+        options["seeds"].process_value(context, "2027;2028")
