@@ -76,7 +76,7 @@ def backtest(
     """Replay held-out history through the active ensemble: the threshold and expected-profit
     rules against the oracle and the scanner's confidence, AUC, ECE and reliability."""
     from ..lifecycle.backtest import run_backtest
-    from ..lifecycle.backtest_report import summary
+    from ..lifecycle.backtest_report import summary, write_report
 
     user = None
     if history_path is not None:
@@ -100,10 +100,9 @@ def backtest(
         user=user,
         min_confidence=min_confidence,
         period=period,
-        out=Path(out),
-        command=command,
         console=console,
     )
+    write_report(result, Path(out), command, console)
     headline = result.headline
     table = Table(
         "strategy",

@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -452,15 +451,11 @@ def run_backtest(
     user: tuple[str, Dataset] | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     period: float = DEFAULT_PERIOD_S,
-    out: Path = Path("bench/backtest"),
-    command: str = "apex-stream backtest",
     console: Console | None = None,
 ) -> BacktestResult:
     """Simulate each seed (``opportunities`` each), add the user's history (a name and its
-    dataset) when given, score with the active ensemble, compare, and write ``report.md``,
-    ``equity.png`` and ``reliability.png`` to ``out``."""
-    from .backtest_report import plot_equity, plot_quality, render_report  # it imports this module
-
+    dataset) when given, score with the active ensemble and compare
+    (:func:`apex_stream.lifecycle.backtest_report.write_report` writes the report)."""
     console = console or Console()
     began = time.perf_counter()
     if not seeds and user is None:
@@ -514,11 +509,6 @@ def run_backtest(
         voting=voting,
         batch_size=settings.batch_max_size,
         training_seeds=seen,
+        seconds=time.perf_counter() - began,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    with console.status("plotting"):
-        plot_equity(result, out / "equity.png")
-        plot_quality(result, out / "reliability.png")
-    result = replace(result, seconds=time.perf_counter() - began)
-    (out / "report.md").write_text(render_report(result, command))
     return result

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 
 from ..inference.members import MEMBERS
 from ..training.dataset import DAY_START
@@ -365,3 +366,14 @@ def plot_quality(result: BacktestResult, path: Path) -> None:
             scorers[TRUTH] = d.truth
         panels[r.history.name] = (d.y, scorers)
     plot_reliability(panels, path)
+
+
+def write_report(
+    result: BacktestResult, out: Path, command: str, console: Console | None = None
+) -> None:
+    """``report.md``, ``equity.png`` and ``reliability.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (console or Console()).status("plotting"):
+        plot_equity(result, out / "equity.png")
+        plot_quality(result, out / "reliability.png")
+    (out / "report.md").write_text(render_report(result, command))

@@ -43,6 +43,7 @@ from apex_stream.lifecycle.backtest import (
     training_seeds,
     win_rate,
 )
+from apex_stream.lifecycle.backtest_report import write_report
 from apex_stream.lifecycle.quality import TRUTH
 from apex_stream.settings import Settings
 from apex_stream.training.dataset import Dataset, simulate_run
@@ -132,7 +133,7 @@ def test_evaluate_by_hand() -> None:
     assert math.isnan(none.win_rate) and math.isnan(none.sharpe)
 
 
-def test_training_seeds_are_refused(tmp_path: Path) -> None:
+def test_training_seeds_are_refused() -> None:
     settings = Settings()
     registry = Registry(settings.models_dir)
     seeds = training_seeds(registry)
@@ -140,10 +141,9 @@ def test_training_seeds_are_refused(tmp_path: Path) -> None:
     seed = int(registry.active("xgboost").metrics["seed"])
     assert seeds >= frozenset(range(8 * seed, 8 * seed + 8))
     with pytest.raises(BacktestError, match="training"):
-        run_backtest(settings, seeds=(2027, 8 * seed + 2), opportunities=12_000, out=tmp_path)
+        run_backtest(settings, seeds=(2027, 8 * seed + 2), opportunities=12_000)
     with pytest.raises(BacktestError, match="nothing to backtest"):
-        run_backtest(settings, seeds=(), out=tmp_path)
-    assert not (tmp_path / "report.md").exists()
+        run_backtest(settings, seeds=())
 
 
 def dataset(t: list[float], profit: list[float], truth: float = 0.5) -> Dataset:
@@ -195,10 +195,9 @@ def result(
         user=("mine.parquet", user_data),
         min_confidence=0.6,
         period=5.0,
-        out=out,
-        command="apex-stream backtest --test",
         console=Console(file=io.StringIO()),
     )
+    write_report(r, out, "apex-stream backtest --test", Console(file=io.StringIO()))
     return r, out
 
 
