@@ -59,7 +59,7 @@ from ..settings import Settings
 from ..simulator import SimConfig
 from ..simulator.engine import delay_range
 from ..training.dataset import DAY_START, SEGMENTS, Dataset, simulate_run
-from .quality import Quality, has_truth, quality
+from ..training.quality import Quality, has_truth, quality
 
 #: The backtest's histories start a week after the training day (2026-01-08T00:00:00Z).
 START = DAY_START + 7 * 86_400

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from ..inference.members import MEMBERS
 from ..training.dataset import DAY_START
+from ..training.quality import TRUTH, plot_reliability, share_of_truth
 from .backtest import (
     BASELINE,
     ENSEMBLE,
@@ -23,7 +24,6 @@ from .backtest import (
     HistoryResult,
     drawdown,
 )
-from .quality import TRUTH, plot_reliability, share_of_truth
 
 #: The issue's figures to reach on held-out simulator seeds.
 AUC_SHARE_TARGET = 0.98

@@ -44,10 +44,10 @@ from apex_stream.lifecycle.backtest import (
     win_rate,
 )
 from apex_stream.lifecycle.backtest_report import write_report
-from apex_stream.lifecycle.quality import TRUTH
 from apex_stream.settings import Settings
 from apex_stream.training.dataset import Dataset, simulate_run
 from apex_stream.training.metrics import expected_calibration_error, roc_auc
+from apex_stream.training.quality import TRUTH
 
 
 def test_win_rate_counts_positive_profits() -> None:

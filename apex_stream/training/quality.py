@@ -1,11 +1,13 @@
 """How good a set of scores is against outcomes and, on simulated history, against the hidden
-truth: AUC and its share of the truth's AUC, calibration (ECE) and the reliability plot.
+truth: AUC and its share of the truth's AUC, calibration (ECE), the reliability plot, and the
+money the decision rules make with the scores against what they make with the truth.
 
 The simulator draws each outcome from a hidden success probability (``Dataset.truth``), so no
 model can rank outcomes better than that probability does: the truth's AUC is the limit, and a
-model's AUC is reported as a share of it. On the user's own history the truth is unknown (NaN)
-and only the models' figures are given. Shared by the backtest and any report that has scores
-and outcomes.
+model's AUC is reported as a share of it; the oracle's expected-profit gate (the rule fed the
+truth) is the profit limit of that rule. On the user's own history the truth is unknown (NaN)
+and only the models' figures are given. Shared by the backtest and the training report (each
+version's test metrics in the manifest).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ApexStreamError
-from ..training.metrics import CALIBRATION_BINS, expected_calibration_error, reliability, roc_auc
+from ..inference.decision import expected_profit, expected_profit_gate, trade_values
+from .dataset import Dataset
+from .metrics import CALIBRATION_BINS, expected_calibration_error, reliability, roc_auc
 
 #: The name of the hidden truth's row among the scorers.
 TRUTH = "hidden truth"
@@ -53,6 +57,30 @@ def share_of_truth(figures: Mapping[str, Quality], name: str) -> float:
     """A scorer's AUC as a share of the hidden truth's (NaN when the truth is unknown)."""
     limit = figures.get(TRUTH)
     return figures[name].auc / limit.auc if limit and limit.auc > 0 else math.nan
+
+
+def decision_figures(
+    data: Dataset, p: np.ndarray, *, threshold: float = 0.5, minimum: float = 0.0
+) -> dict[str, float]:
+    """Net profit (the sum of realized profits) of the threshold and expected-profit gates at
+    ``p`` over ``data``; where the truth is known, also the oracle expected-profit gate's and the
+    expected-profit gate's share of it, and the share of the truth's AUC."""
+    win, loss = trade_values(data.X)
+    gate = expected_profit_gate(expected_profit(p, win, loss), minimum)
+    figures = {
+        "net_profit_threshold_gate_usd": float(data.profit_usd[np.asarray(p) > threshold].sum()),
+        "net_profit_expected_profit_gate_usd": float(data.profit_usd[gate].sum()),
+    }
+    if has_truth(data.truth):
+        oracle_gate = expected_profit_gate(expected_profit(data.truth, win, loss), minimum)
+        oracle = float(data.profit_usd[oracle_gate].sum())
+        share = figures["net_profit_expected_profit_gate_usd"] / oracle if oracle > 0 else math.nan
+        figures |= {
+            "net_profit_oracle_gate_usd": oracle,
+            "expected_profit_gate_share_of_oracle": share,
+            "auc_share_of_truth": roc_auc(data.y, p) / roc_auc(data.y, data.truth),
+        }
+    return figures
 
 
 def plot_reliability(
