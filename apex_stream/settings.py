@@ -84,6 +84,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
     )
     database_url: str | None = _env("database_url", None)
+    # TimescaleDB hypertables or plain PostgreSQL tables for a new schema (sink/storage.py)
+    storage: Literal["auto", "timescaledb", "postgresql"] = "auto"
 
     home: Path = Path.home() / ".cache" / "apex-stream"
     kafka_version: str = "3.9.1"

@@ -80,7 +80,7 @@ def backtest(
 
     user = None
     if history_path is not None:
-        from ..training.history import read_history  # type: ignore[import-not-found, unused-ignore]
+        from ..training.history import read_history
 
         user = (history_path.name, read_history(history_path, console=console))
     command = shlex.join(
@@ -122,7 +122,7 @@ def backtest(
             f"{s.win_rate:.1%}",
             f"{s.net_profit_usd:,.2f}",
             "n/a" if share != share else f"{share:.1%}",
-            f"{s.sharpe:.3f}",
+            "n/a" if s.sharpe != s.sharpe else f"{s.sharpe:.3f}",
             f"{s.max_drawdown_usd:,.2f}",
         )
     console.print(table)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -11,6 +12,9 @@ from rich.table import Table
 from ..settings import get_settings
 from ..sink.analytics import QUERIES
 from .common import console, parse_since
+
+if TYPE_CHECKING:
+    from ..sink.migrations import Schema
 
 
 @click.group()
@@ -40,15 +44,28 @@ def db_downgrade(revision: str) -> None:
 
 @db.command("current")
 def db_current() -> None:
-    """Show the database's revision and storage (timescaledb or postgresql)."""
-    _print_revision()
+    """Show the database's revision and storage (timescaledb or postgresql); exit 1 when the
+    server cannot migrate it (TimescaleDB installed but not preloaded)."""
+    if not _print_revision():
+        sys.exit(1)
 
 
-def _print_revision() -> None:
+def _print_revision() -> bool:
+    """Print the schema's state; False when migrating it would be refused."""
     from ..sink import migrations
 
-    revision, storage = migrations.current(get_settings().db_url)
-    console.print(f"revision {revision or 'none (empty database)'}; storage {storage or '-'}")
+    return print_schema(migrations.inspect(get_settings().db_url))
+
+
+def print_schema(schema: Schema) -> bool:
+    """One line of revision and storage, and the problem in red; False when there is one."""
+    revision = schema.revision or "none (empty database)"
+    console.print(
+        f"revision {revision}; storage {schema.storage or '-'}; server: {schema.offer.describe()}"
+    )
+    if schema.problem:
+        console.print(f"[red]{schema.problem}[/red]")
+    return schema.problem is None
 
 
 @click.command()

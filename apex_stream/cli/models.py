@@ -33,19 +33,75 @@ def models() -> None:
 @click.option(
     "--engine-only", is_flag=True, help="Train only the engine model; the members stay as they are."
 )
-def models_train(version: str, seed: int, opportunities: int, engine_only: bool) -> None:
+@click.option(
+    "--from",
+    "history",
+    type=click.Path(exists=True, path_type=Path),
+    help="Train on your history: a CSV or Parquet file, or a folder (README: Training on your "
+    "own data) instead of the simulator.",
+)
+@click.option(
+    "--from-db", is_flag=True, help="Train on the history the sink stored (DATABASE_URL)."
+)
+@click.option("--since", help="With --from-db: opportunities since (ISO time or 30m / 6h / 7d).")
+@click.option("--until", help="With --from-db: opportunities before (ISO time or 30m / 6h / 7d).")
+def models_train(
+    version: str,
+    seed: int,
+    opportunities: int,
+    engine_only: bool,
+    history: Path | None,
+    from_db: bool,
+    since: str | None,
+    until: str | None,
+) -> None:
     """Train the XGBoost, ONNX and online members (and stacking), and the engine model behind
-    seed 002's /predict, on simulated history."""
-    from ..training.train import train_simulated
+    seed 002's /predict, on simulated history, or on yours (--from, --from-db)."""
+    from ..training.train import train_baseline, train_simulated
 
+    if history and from_db:
+        raise click.UsageError("give --from or --from-db, not both")
+    if (since or until) and not from_db:
+        raise click.UsageError("--since and --until select stored history: add --from-db")
     settings = get_settings()
-    entries = train_simulated(
+    if history is None and not from_db:
+        entries = train_simulated(
+            settings.models_dir,
+            version=version,
+            seed=seed,
+            opportunities=opportunities,
+            console=console,
+            engine_only=engine_only,
+        )
+        _print_models(entries)
+        return
+    from ..training import history as user_history
+
+    if history is not None:
+        data = user_history.read_history(history, console=console)
+        source = f"file {history.name}"
+    else:
+        from sqlalchemy import create_engine
+
+        engine = create_engine(settings.db_url)
+        try:
+            data = user_history.load_database(
+                engine,
+                since=parse_since(since) if since else None,
+                until=parse_since(until) if until else None,
+                console=console,
+            )
+        finally:
+            engine.dispose()
+        source = "database"
+    entries = train_baseline(
         settings.models_dir,
+        data,
         version=version,
         seed=seed,
-        opportunities=opportunities,
         console=console,
         engine_only=engine_only,
+        source=source,
     )
     _print_models(entries)
 

@@ -37,8 +37,16 @@ def down() -> None:
 
 @click.command()
 def status() -> None:
-    """Show whether Kafka and PostgreSQL answer."""
-    rows = services.status(get_settings())
+    """Show whether Kafka and PostgreSQL answer, and the database's schema and storage; exit 3
+    when a service is down or the database cannot be migrated as configured."""
+    from ..sink import migrations
+    from .db import print_schema
+
+    settings = get_settings()
+    rows = services.status(settings)
     _print_services(rows, "")
-    if not all(r.up for r in rows):
+    ready = all(r.up for r in rows)
+    if next(r.up for r in rows if r.name == "postgres"):
+        ready = print_schema(migrations.inspect(settings.db_url)) and ready
+    if not ready:
         sys.exit(3)

@@ -119,6 +119,29 @@ def histories_table(result: BacktestResult) -> str:
     )
 
 
+def history_notes(result: BacktestResult) -> str:
+    notes = []
+    if result.seeds:
+        notes.append(
+            "- Simulator histories are unseen by the models: they were trained on "
+            f"{_iso(DAY_START)[:10]}\n  with simulator segment seeds "
+            f"{_seed_range(result.training_seeds)}; each history here is another seed, one\n"
+            "  contiguous run from a week later. The last seconds of each run (the longest "
+            "outcome\n  delay) are left out, so every backtested opportunity has its outcome."
+        )
+    notes.append(
+        "- Features computed exactly as the worker computes them "
+        "(`apex_stream/training/dataset.py`"
+        + (", `apex_stream/training/history.py` for your history)." if result.user else ").")
+    )
+    if len(result.seeds) > 1:
+        notes.append(
+            "- Pooled: the seeds one after another in time, so P&L, Sharpe and drawdown run "
+            "through all."
+        )
+    return "\n".join(notes)
+
+
 def quality_table(result: BacktestResult) -> str:
     """AUC per history and pooled, the share of the truth's AUC and the ECE of each scorer."""
     columns = [
@@ -223,12 +246,7 @@ def render_report(
 
 {histories_table(r)}
 
-- Simulator histories are unseen by the models: they were trained on {_iso(DAY_START)[:10]}
-  with simulator segment seeds {_seed_range(r.training_seeds)}; each history here is another
-  seed, one contiguous run from a week later. The last seconds of each run (the longest
-  outcome delay) are left out, so every backtested opportunity has its outcome.
-- Features computed exactly as the worker computes them (`apex_stream/training/dataset.py`).
-- Pooled: the seeds one after another in time, so P&L, Sharpe and drawdown run through all.
+{history_notes(r)}
 
 ## Models
 
@@ -238,7 +256,7 @@ def render_report(
 - Scored in micro-batches of {r.batch_size:,} rows (`APEX_BATCH_MAX_SIZE`). The online learner
   scores as shipped: it does not learn from outcomes during the replay.
 
-## Scores against the hidden truth
+## Score quality: AUC against the hidden truth's, calibration
 
 {quality_table(r)}
 

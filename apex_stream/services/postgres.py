@@ -39,11 +39,24 @@ def find_bin(configured: Path | None) -> Path:
     raise ServiceError(f"PostgreSQL server binaries (initdb, pg_ctl) not found: {INSTALL_HINT}")
 
 
-class PostgresService:
-    """Initialises, starts, stops and reports on the local cluster; idempotent."""
+def timescaledb_installed(bin_dir: Path) -> bool:
+    """Whether TimescaleDB's library is installed for the server in ``bin_dir`` (its package
+    library folder, ``pg_config --pkglibdir``, is ``../lib`` beside ``bin`` in Debian's and the
+    PostgreSQL packages' layouts)."""
+    return (bin_dir.parent / "lib" / "timescaledb.so").exists()
 
-    def __init__(self, settings: Settings) -> None:
+
+class PostgresService:
+    """Initialises, starts, stops and reports on the local cluster; idempotent.
+
+    The cluster preloads TimescaleDB when its library is installed (``scripts/timescaledb``
+    builds and installs it), so new schemas become hypertables; ``timescaledb=False`` starts it
+    as a bare package install does, without the preload.
+    """
+
+    def __init__(self, settings: Settings, *, timescaledb: bool = True) -> None:
         self.settings = settings
+        self.timescaledb = timescaledb
         self.as_postgres_user = os.geteuid() == 0
         default = Path("/var/lib/apex-stream") if self.as_postgres_user else settings.home
         self.data = settings.postgres_data or default / "postgres"
@@ -105,6 +118,8 @@ class PostgresService:
             f"-c unix_socket_directories={self.data} -c max_connections=200 "
             "-c shared_buffers=256MB -c synchronous_commit=off"
         )
+        if self.timescaledb and timescaledb_installed(bin_dir):
+            options += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
         try:
             self._run(
                 bin_dir / "pg_ctl",

@@ -54,10 +54,12 @@ def train_baseline(
     seed: int,
     console: Console,
     engine_only: bool = False,
+    source: str | None = None,
 ) -> list[ModelEntry]:
     """Train every member and the engine model on ``data`` (rows in time order; only the
     engine with ``engine_only``: the members' files stay as they are), write the files and
-    register them as the active versions."""
+    register them as the active versions (``source``: where the user's history came from,
+    recorded with each version)."""
     n = len(data)
     a, b = int(n * SPLIT[0]), int(n * SPLIT[1])
     means = np.nanmean(data.X[:a], axis=0)
@@ -68,12 +70,15 @@ def train_baseline(
         f"train {len(train):,} / validation {len(val):,} / test {len(test):,}"
     )
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    # the AUC of the simulator's hidden success probability: the ceiling for any model
-    provenance = {
-        "seed": float(seed),
-        "rows": float(n),
-        "truth_auc_test": roc_auc(test.y, test.truth),
-    }
+    provenance = {"seed": float(seed), "rows": float(n)}
+    if not np.isnan(test.truth).any():
+        # the AUC of the simulator's hidden success probability: the ceiling for any model
+        provenance["truth_auc_test"] = roc_auc(test.y, test.truth)
+    if source is not None:  # the user's history: the time it spans
+        provenance |= {
+            "history_from": float(data.timestamp[0]),
+            "history_to": float(data.timestamp[-1]),
+        }
     entries: list[ModelEntry] = []
     if not engine_only:
         entries += train_members(
@@ -101,6 +106,8 @@ def train_baseline(
                 provenance=provenance,
             )
         )
+    if source is not None:
+        entries = [replace(e, params=e.params | {"source": source}) for e in entries]
     registry = Registry(folder)
     if registry.path.exists():  # models already serving keep serving; new versions wait
         active = {e.name: e.version for e in registry.entries() if e.status == "active"}

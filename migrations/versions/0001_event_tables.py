@@ -1,8 +1,13 @@
 """Event tables: price ticks, opportunities, predictions, outcomes and model versions.
 
-One code path decides, from what the database offers, whether the tables become TimescaleDB
-hypertables (with chunk intervals, compression and retention policies) or stay plain
-PostgreSQL tables with time indexes; the decision is recorded in ``apex_meta``.
+One code path (``apex_stream/sink/storage.py``) decides, from what the server offers and
+``APEX_STORAGE``, whether the tables become TimescaleDB hypertables (with chunk intervals,
+compression and retention policies) or stay plain PostgreSQL tables with time indexes; the
+decision is recorded in ``apex_meta``. The decision is made before the first statement, so a
+refusal (TimescaleDB installed but not preloaded) leaves the database as it was.
+
+Downgrade drops the hypertables one per statement (TimescaleDB refuses to drop a hypertable
+along with other objects), their policies first; the extension itself stays in the database.
 
 Every table is keyed so that a redelivered Kafka message adds no row: events by their id and
 event time (hypertables need the time column in unique keys), price ticks by Kafka partition
@@ -15,7 +20,9 @@ Create Date: 2026-11-21
 
 from collections.abc import Sequence
 
-from alembic import op
+from alembic import context, op
+
+from apex_stream.sink.storage import choose, offer
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -112,17 +119,9 @@ HYPERTABLES = (
 )
 
 
-def timescale_available() -> bool:
-    bind = op.get_bind()
-    found = bind.exec_driver_sql(
-        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
-    ).first()
-    return found is not None
-
-
 def upgrade() -> None:
+    storage = choose(offer(op.get_bind()), context.config.attributes.get("storage", "auto"))
     op.execute(TABLES)
-    storage = "timescaledb" if timescale_available() else "postgresql"
     if storage == "timescaledb":
         op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         for table, chunk, compress_after, drop_after, segment_by in HYPERTABLES:
@@ -143,6 +142,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(
-        "DROP TABLE model_versions, outcomes, predictions, opportunities, price_ticks, apex_meta"
+    storage = (
+        op.get_bind()
+        .exec_driver_sql("SELECT value FROM apex_meta WHERE key = 'storage'")
+        .scalar_one()
     )
+    op.execute("DROP TABLE model_versions")
+    for table, *_ in reversed(HYPERTABLES):
+        if storage == "timescaledb":
+            op.execute(f"SELECT remove_retention_policy('{table}', if_exists => true)")
+            op.execute(f"SELECT remove_compression_policy('{table}', if_exists => true)")
+        op.execute(f"DROP TABLE {table}")
+    op.execute("DROP TABLE apex_meta")

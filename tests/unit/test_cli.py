@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from apex_stream.cli import main
 from apex_stream.cli.common import parse_since
@@ -88,6 +89,23 @@ def test_a_signal_ends_a_service_cleanly(sig: signal.Signals, handed: bool, endi
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=30)
     assert (proc.returncode, out) == (0, f"{ending}\nexited\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--from", str(ROOT / "examples" / "history.csv"), "--from-db"],
+            "give --from or --from-db, not both",
+        ),
+        (["--since", "6h"], "--since and --until select stored history: add --from-db"),
+        (["--from", str(ROOT / "pyproject.toml")], "a history file is .csv or .parquet"),
+    ],
+)
+def test_models_train_says_what_is_wrong_with_its_source(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["models", "train", *args], env={"COLUMNS": "1000"})
+    assert result.exit_code in (1, 2)
+    assert message in result.output
 
 
 def test_backtest_takes_seeds_and_the_users_history() -> None:

@@ -32,8 +32,10 @@ def test_migrations_upgrade_and_downgrade_on_empty_and_populated_databases(datab
     assert migrations.current(database) == (None, None)
     migrations.upgrade(database, quiet=True)
     assert set(EVENT_TABLES) <= tables(database)
-    revision, storage = migrations.current(database)
-    assert revision == HEAD and storage in {"postgresql", "timescaledb"}
+    schema = migrations.inspect(database)
+    offered = schema.offer.available and schema.offer.preloaded
+    assert schema.revision == HEAD
+    assert schema.storage == ("timescaledb" if offered else "postgresql") and not schema.problem
 
     migrations.downgrade(database, "base", quiet=True)  # empty
     assert not set(EVENT_TABLES) & tables(database)

@@ -277,7 +277,7 @@ def test_backtest_writes_report_and_plots(result: tuple[BacktestResult, Path]) -
     for section in (
         "## Summary",
         "## Histories",
-        "## Scores against the hidden truth",
+        "## Score quality: AUC against the hidden truth's, calibration",
         "## Decision rules: 3 seeds pooled",
         "## Decision rules: mine.parquet",
         "## Definitions",
@@ -300,3 +300,20 @@ def test_backtest_writes_report_and_plots(result: tuple[BacktestResult, Path]) -
     assert f"| ensemble AUC / hidden truth's AUC | {auc:.3f}" in report
     assert "oracle rows left out" in report
     assert "The worker decides by the threshold rule" in report
+
+
+def test_the_command_backtests_the_shipped_history_file(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from apex_stream.cli import main
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "history.csv"
+    args = ["backtest", "--seeds", "", "--history", str(example), "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args, env={"COLUMNS": "1000"})
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "report.md").read_text()
+    assert "## Decision rules: history.csv" in report
+    assert "| expected-profit gate (> 0 USD) |" in report
+    # no hidden truth in a user's history: no oracle rows, and the report says so
+    assert "| oracle" not in report and "oracle rows left out" in report
+    assert (tmp_path / "reliability.png").exists() and (tmp_path / "equity.png").exists()
