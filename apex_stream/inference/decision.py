@@ -46,9 +46,8 @@ def trade_values(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     The matrix is float32, so the gas cost is exact to about 6e-8 of the input amount (0.03
     cents on a 5,000 USD trade); a missing value gives NaN."""
-    x = np.asarray(X, dtype=np.float64)
-    win = x[:, _PROFIT]
-    gross = (x[:, _RATIO] - 1.0) * x[:, _AMOUNT] * 1e3
+    win = X[:, _PROFIT].astype(np.float64)
+    gross = (X[:, _RATIO].astype(np.float64) - 1.0) * X[:, _AMOUNT].astype(np.float64) * 1e3
     loss: np.ndarray = np.maximum(gross - win, 0.0)
     return win, loss
 
