@@ -270,9 +270,9 @@ def score_history(
     on_batch: Callable[[int], None] | None = None,
 ) -> Scored:
     """The ensemble over ``X`` in micro-batches of ``batch_size`` rows, as the worker scores them
-    (each member imputes with its training means, then the configured voting), under the
-    threshold rule: the expected-profit gate is taken from ``Scored.expected``."""
-    ensemble.voting = replace(ensemble.voting, rule="threshold")
+    (each member imputes with its training means, then the configured voting). The decision is
+    the ensemble's rule's: the backtest builds its ensemble with the threshold rule and takes
+    the expected-profit gate from ``Scored.expected``."""
     parts = []
     for i in range(0, len(X), batch_size):
         parts.append(ensemble.score(X[i : i + batch_size]))
@@ -469,8 +469,9 @@ def run_backtest(
             f"seeds {overlap} are among the training segments' seeds {sorted(seen)}: their "
             "market paths were in the training data; pick other --seeds"
         )
-    ensemble = Ensemble(settings)
-    voting = ensemble.voting
+    # the vote decides by threshold; both rules are applied to its scores (analyse)
+    ensemble = Ensemble(settings.model_copy(update={"decision_rule": "threshold"}))
+    voting = replace(ensemble.voting, rule=settings.decision_rule)
     histories: list[History] = []
     scored: list[Scored] = []
     columns = (

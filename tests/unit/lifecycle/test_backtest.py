@@ -317,3 +317,19 @@ def test_the_command_backtests_the_shipped_history_file(tmp_path: Path) -> None:
     # no hidden truth in a user's history: no oracle rows, and the report says so
     assert "| oracle" not in report and "oracle rows left out" in report
     assert (tmp_path / "reliability.png").exists() and (tmp_path / "equity.png").exists()
+
+
+def test_both_rules_are_reported_whichever_the_worker_uses(tmp_path: Path) -> None:
+    settings = Settings(decision_rule="expected_profit", min_expected_profit_usd=1.0)
+    quiet = Console(file=io.StringIO())
+    r = run_backtest(settings, seeds=(2030,), opportunities=12_000, console=quiet)
+    [seed] = r.seeds
+    assert r.voting.rule == "expected_profit" and r.pooled is not None
+    scored, strategies = seed.scored, seed.strategies
+    assert np.array_equal(strategies[THRESHOLD].executed, scored.score > 0.5)
+    assert np.array_equal(strategies[EXPECTED].executed, scored.expected > 1.0)
+    write_report(r, tmp_path, "apex-stream backtest --seeds 2030", quiet)
+    report = (tmp_path / "report.md").read_text()
+    assert "The worker decides by the expected-profit rule (expected profit > 1 USD)" in report
+    assert "| expected-profit gate (> 1 USD) |" in report
+    assert "| threshold gate (score > 0.5) |" in report
