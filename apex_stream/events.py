@@ -218,6 +218,10 @@ class Prediction(Event, frozen=True):
     ``voters`` are the members whose scores went into the vote (``model_scores`` has theirs
     alone): a member that failed is left out, and with none left the ``strategy`` is
     ``heuristic``.
+    ``expected_profit_usd`` is ``score`` times the quoted net profit minus ``1 - score`` times
+    the quoted gas cost (``null`` where a value was missing); under ``decision_rule``
+    ``expected_profit`` the decision is whether it clears the configured minimum instead of
+    the threshold (``apex_stream/inference/decision.py``).
     """
 
     topic: ClassVar[str] = "predictions"
@@ -242,6 +246,9 @@ class Prediction(Event, frozen=True):
     features: list[float | None] = msgspec.field(default_factory=list)
     # set on every prediction since failover; absent in older ones
     voters: list[str] | None = None
+    # set on every prediction since the expected-profit rule; absent in older ones
+    expected_profit_usd: float | None = None
+    decision_rule: Name | None = None
 
 
 class Outcome(Event, frozen=True):

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     # unset: each member's weight from the catalogue (settings import nothing of the package)
     voting_weights: dict[str, float] | None = None
     online_weight: float = Field(default=0.2, ge=0, le=1)
+    # "expected_profit": execute when score x quoted profit beats (1 - score) x quoted gas by
+    # more than min_expected_profit_usd (apex_stream/inference/decision.py)
+    decision_rule: Literal["threshold", "expected_profit"] = "threshold"
+    min_expected_profit_usd: float = Field(default=0.0, ge=0)
 
     batch_max_size: int = Field(default=1024, ge=1)
     batch_max_delay_ms: float = Field(default=5.0, gt=0)

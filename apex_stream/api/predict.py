@@ -119,8 +119,20 @@ def _score(
             model_versions=versions,
             voters=voters,
             strategy=strategy,
+            expected_profit_usd=expected if expected == expected else None,  # NaN != NaN
         )
-        for o, score, decision, advice, sure, member_scores, versions, voters, strategy in zip(
+        for (
+            o,
+            score,
+            decision,
+            advice,
+            sure,
+            member_scores,
+            versions,
+            voters,
+            strategy,
+            expected,
+        ) in zip(
             opportunities,
             scores.vote.score.tolist(),
             scores.vote.decision.tolist(),
@@ -130,6 +142,7 @@ def _score(
             scores.version_rows,
             scores.voters,
             scores.strategies,
+            scores.expected_profit_usd.tolist(),
             strict=True,
         )
     ]
@@ -173,6 +186,7 @@ def _predict_batch(
             strategy=scores.voting.strategy,
             use_gpu=gpu,
             timing=timing,
+            decision_rule=scores.voting.rule,
         )
     )
     return answer, scores
@@ -199,6 +213,7 @@ def _predict_single(
             threshold=scores.voting.threshold,
             use_gpu=gpu,
             timing=timing,
+            decision_rule=scores.voting.rule,
         )
     )
     return answer, scores

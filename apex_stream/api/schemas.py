@@ -29,7 +29,9 @@ class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
     opportunity canonical or in its input form (README "Input forms")."""
 
     opportunities: list[OpportunityInput]
-    threshold: Threshold | None = None  # this request's decision threshold (default: the worker's)
+    # this request's decision threshold (default: the worker's); the expected_profit rule
+    # ignores it
+    threshold: Threshold | None = None
     use_gpu: bool = False  # answered in ``use_gpu``: scoring runs where the worker loaded models
 
 
@@ -61,6 +63,8 @@ class ScoredOpportunity(msgspec.Struct):
     model_versions: dict[str, str]
     voters: list[str]  # empty when no member answered and the heuristic scored it
     strategy: str  # the vote's, or "heuristic"
+    # score x quoted profit - (1 - score) x quoted gas (USD); None where a value was missing
+    expected_profit_usd: float | None
 
 
 class GpuUse(msgspec.Struct):
@@ -88,12 +92,14 @@ class BatchResponse(msgspec.Struct):
     strategy: str
     use_gpu: GpuUse
     timing: Timing
+    decision_rule: str  # "threshold" or "expected_profit" (APEX_DECISION_RULE)
 
 
 class SingleResponse(ScoredOpportunity):
     threshold: float
     use_gpu: GpuUse
     timing: Timing
+    decision_rule: str
 
 
 # -- seed 002: /predict with 8 features --------------------------------------------------------

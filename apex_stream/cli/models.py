@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -263,8 +264,20 @@ def _publish(registry: Registry, reason: str) -> None:
 
 
 def _print_models(entries: list[ModelEntry]) -> None:
+    """Each version with its test figures; against the hidden truth where it was known (the
+    share of its AUC, the expected-profit gate's net profit as a share of the oracle's)."""
     table = Table(
-        "model", "type", "status", "traffic", "features", "test AUC", "test logloss", "created"
+        "model",
+        "type",
+        "status",
+        "traffic",
+        "features",
+        "test AUC",
+        "of truth's",
+        "test logloss",
+        "test ECE",
+        "EP gate / oracle",
+        "created",
     )
     for e in entries:
         table.add_row(
@@ -273,8 +286,16 @@ def _print_models(entries: list[ModelEntry]) -> None:
             e.status,
             f"{e.traffic:.0%}",
             e.feature_version,
-            f"{e.metrics.get('test_auc', float('nan')):.4f}",
-            f"{e.metrics.get('test_logloss', float('nan')):.4f}",
+            _test_metric(e, "auc", ".4f"),
+            _test_metric(e, "auc_share_of_truth", ".3f"),
+            _test_metric(e, "logloss", ".4f"),
+            _test_metric(e, "ece", ".4f"),
+            _test_metric(e, "expected_profit_gate_share_of_oracle", ".1%"),
             e.created,
         )
     console.print(table)
+
+
+def _test_metric(entry: ModelEntry, name: str, spec: str) -> str:
+    value = entry.metrics.get(f"test_{name}", math.nan)
+    return "n/a" if math.isnan(value) else format(value, spec)

@@ -33,6 +33,7 @@ import numpy as np
 from ..features import FEATURES, impute
 from ..features.engine import ENGINE_FEATURES
 from ..settings import Settings
+from .decision import expected_profit, expected_profit_gate, trade_values
 from .heuristic import HEURISTIC, heuristic
 from .members import ENGINE, SPECS, VOTING_WEIGHTS, Member, MemberSpec
 from .registry import Manifest, ModelEntry, ModelError, Registry
@@ -131,6 +132,8 @@ class Scores:
     voting: VotingConfig
     #: ``member@version`` -> why it failed this batch (empty: every member answered)
     failures: dict[str, str]
+    #: each opportunity's expected profit at its final score (USD; NaN: a value was missing)
+    expected_profit_usd: np.ndarray
     #: the rows no member answered, scored by the heuristic (None: there were none)
     fallback: np.ndarray | None = None
 
@@ -201,6 +204,8 @@ def voting_config(settings: Settings, manifest: Manifest) -> VotingConfig:
         weights=dict(settings.voting_weights or VOTING_WEIGHTS),
         online_weight=settings.online_weight,
         stacking=stacking,
+        rule=settings.decision_rule,
+        min_expected_profit_usd=settings.min_expected_profit_usd,
     )
 
 
@@ -388,7 +393,8 @@ class Ensemble:
         A/B test; without them (backtests) the active versions score every row. ``threshold``
         replaces the configured one for this call (an API request's own). A member that fails
         is left out of the rows it failed (``Scores.failures`` says why); rows no member
-        answered are scored by the heuristic."""
+        answered are scored by the heuristic. Every row gets its expected profit at its final
+        score, and the configured decision rule decides (``VotingConfig.rule``)."""
         members: dict[str, np.ndarray] = {}
         versions: dict[str, str | np.ndarray] = {}
         failures: dict[str, str] = {}
@@ -397,11 +403,22 @@ class Ensemble:
         voting = self.voting if threshold is None else replace(self.voting, threshold=threshold)
         result = vote(members, voting)
         fallback = np.isnan(result.score)
-        if not fallback.any():
-            return Scores(members, result, versions, voting, failures)
-        rule = heuristic(X)
-        decided = Vote(
-            np.where(fallback, rule, result.score),
-            np.where(fallback, rule > voting.threshold, result.decision),
+        if fallback.any():
+            rule = heuristic(X)
+            result = Vote(
+                np.where(fallback, rule, result.score),
+                np.where(fallback, rule > voting.threshold, result.decision),
+            )
+        expected = expected_profit(result.score, *trade_values(X))
+        if voting.rule == "expected_profit":
+            decision = expected_profit_gate(expected, voting.min_expected_profit_usd)
+            result = Vote(result.score, decision)
+        return Scores(
+            members,
+            result,
+            versions,
+            voting,
+            failures,
+            expected,
+            fallback if fallback.any() else None,
         )
-        return Scores(members, decided, versions, voting, failures, fallback)

@@ -61,6 +61,7 @@ def encode_predictions(
     """Each opportunity's prediction, JSON-encoded in one call for the whole batch, with the
     features it was scored with (NaN, a missing feature, encodes as null)."""
     threshold = scores.voting.threshold
+    rule = scores.voting.rule
     recommendation, confidence = recommend(scores.vote.score, scores.vote.decision)
     rows = [
         _Checked(
@@ -81,6 +82,8 @@ def encode_predictions(
             FEATURE_VERSION,
             features,
             voters,
+            expected,
+            rule,
         )
         for (
             o,
@@ -94,6 +97,7 @@ def encode_predictions(
             sure,
             features,
             voters,
+            expected,
         ) in zip(
             opportunities,
             scores.vote.score.tolist(),
@@ -106,6 +110,7 @@ def encode_predictions(
             confidence,
             X.tolist(),
             scores.voters,
+            scores.expected_profit_usd.tolist(),
             strict=True,
         )
     ]

@@ -4,7 +4,9 @@ Every strategy is a pure, vectorised function of a micro-batch: ``scores`` maps 
 (:data:`apex_stream.inference.members.MEMBERS`) to a float array of shape ``(n,)``. Execution
 is always strict (``score > threshold``) so that a neutral 0.5 at the default threshold of 0.5
 never trades: the neutral value is what the strategies return when they have no opinion, and no
-opinion must not spend gas.
+opinion must not spend gas. The vote's decision is the threshold rule's; under the
+expected-profit rule (``VotingConfig.rule``) the ensemble decides from the score and what each
+trade can win or lose instead (:mod:`apex_stream.inference.decision`).
 
 NaN marks a member that did not answer for a row (it failed, or its version could not load):
 every strategy re-weights over the members that answered that row, and stacking, whose
@@ -23,6 +25,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from ..errors import ApexStreamError
+from .decision import RULES, Rule
 from .members import VOTING_WEIGHTS
 
 Strategy = Literal["weighted", "majority", "unanimous", "stacking"]
@@ -54,13 +57,16 @@ class StackingParams:
 
 @dataclass(frozen=True)
 class VotingConfig:
-    """How to vote; ``weights`` weigh the batch models, ``online_weight`` blends in the learner."""
+    """How to vote; ``weights`` weigh the batch models, ``online_weight`` blends in the learner.
+    ``rule`` decides from the vote (:mod:`apex_stream.inference.decision`)."""
 
     strategy: Strategy = "weighted"
     threshold: float = 0.5
     weights: dict[str, float] = field(default_factory=lambda: dict(VOTING_WEIGHTS))
     online_weight: float = 0.2
     stacking: StackingParams | None = None
+    rule: Rule = "threshold"
+    min_expected_profit_usd: float = 0.0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -79,6 +85,20 @@ class VotingConfig:
         if self.strategy == "stacking" and self.stacking is None:
             raise VotingError(
                 "strategy 'stacking' needs stacking params; fit them with fit_stacking"
+            )
+        self._check_rule()
+
+    def _check_rule(self) -> None:
+        if self.rule not in RULES:
+            raise VotingError(f"unknown decision rule {self.rule!r}; use one of {RULES}")
+        if self.rule == "expected_profit" and self.strategy in ("majority", "unanimous"):
+            raise VotingError(
+                f"the expected_profit rule needs a probability, and a {self.strategy} vote "
+                "scores a share of votes: use the weighted or stacking strategy with it"
+            )
+        if not math.isfinite(self.min_expected_profit_usd):
+            raise VotingError(
+                f"min_expected_profit_usd must be finite, got {self.min_expected_profit_usd}"
             )
 
 

@@ -1,18 +1,27 @@
-"""`apex-stream backtest`: simulated history replayed through the worker's features, active
-ensemble and voting, comparing the ML gate with the scanner's own confidence filter.
+"""`apex-stream backtest`: held-out simulated history (and the user's own, when given) replayed
+through the worker's features and active ensemble, comparing the decision rules with each other,
+with the scanner's own confidence filter, and with the oracle: the same rules fed the
+simulator's hidden success probability instead of the ensemble's score.
 
-The history is one contiguous simulator run built by the same code as the training data
+Each simulator history is one contiguous run built by the same code as the training data
 (:mod:`apex_stream.training.dataset`: price ticks update a ``MarketState``, each step's
 opportunities are featurised against it, every row carries its outcome). It starts a week after
 the training day and its seed must not be one of the training segments' seeds, so the models
 never saw any of it. The last ``max outcome delay`` seconds are left out, so every opportunity in
 the backtest has its outcome (otherwise the tail would keep only fast chains' opportunities).
+Several seeds are run and also pooled (one after another in time).
 
-Strategies, over the same opportunities:
+Strategies, over the same opportunities (:func:`strategies`):
 
-- **ML gate**: execute when the ensemble's vote decides so (``score > APEX_THRESHOLD``).
+- **threshold gate**: the vote's decision (``score > APEX_THRESHOLD``).
+- **expected-profit gate**: ``score * win - (1 - score) * loss > APEX_MIN_EXPECTED_PROFIT_USD``
+  (:mod:`apex_stream.inference.decision`). Both gates are reported whichever rule the
+  settings choose; the report says which one the worker uses.
+- **oracle expected-profit gate** and **oracle threshold gate**: the same rules with the hidden
+  truth as the probability: what the rule earns with a perfect probability. Left out where the
+  truth is unknown (the user's history).
 - **baseline**: execute whatever the scanner proposes with ``confidence_score >= min_confidence``.
-- **execute all** (reference row): every opportunity.
+- **execute all** and **perfect foresight** (every trade whose outcome made money): references.
 
 Money: an outcome's ``realized_profit_usd`` is already net of gas (the simulator books
 ``output - input - gas_cost_usd`` on success and ``-gas_cost_usd`` on a revert), so a strategy's
@@ -24,11 +33,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -43,23 +50,39 @@ from rich.progress import (
 
 from ..errors import ApexStreamError
 from ..features import FEATURES
+from ..inference.decision import expected_profit, expected_profit_gate, trade_values
 from ..inference.ensemble import Ensemble
 from ..inference.members import MEMBERS
 from ..inference.registry import Registry
-from ..inference.voting import Vote, VotingConfig
+from ..inference.voting import VotingConfig
 from ..settings import Settings
 from ..simulator import SimConfig
 from ..simulator.engine import delay_range
 from ..training.dataset import DAY_START, SEGMENTS, Dataset, simulate_run
+from ..training.quality import Quality, has_truth, quality
 
-#: The backtest's history starts a week after the training day (2026-01-08T00:00:00Z).
+#: The backtest's histories start a week after the training day (2026-01-08T00:00:00Z).
 START = DAY_START + 7 * 86_400
-DEFAULT_SEED = 2027
-DEFAULT_OPPORTUNITIES = 600_000
+#: Held-out seeds: never a training segment's (``models train`` uses 8 S .. 8 S + 7).
+DEFAULT_SEEDS = (2027, 2028, 2029)
+#: Per seed: 200 opportunities per simulated second, so about 16 simulated minutes each.
+DEFAULT_OPPORTUNITIES = 200_000
 DEFAULT_MIN_CONFIDENCE = 0.5
 #: Sharpe ratios are of the net P&L per simulated minute.
 DEFAULT_PERIOD_S = 60.0
 CONFIDENCE = FEATURES.index("confidence_score")
+ENSEMBLE = "ensemble"
+
+#: Strategy keys, in the report's order.
+THRESHOLD = "threshold"
+EXPECTED = "expected_profit"
+ORACLE_EXPECTED = "oracle_expected_profit"
+ORACLE_THRESHOLD = "oracle_threshold"
+BASELINE = "baseline"
+EVERYTHING = "execute_all"
+FORESIGHT = "foresight"
+#: Strategies that need the hidden truth.
+ORACLES = (ORACLE_EXPECTED, ORACLE_THRESHOLD)
 
 
 class BacktestError(ApexStreamError):
@@ -164,19 +187,20 @@ def evaluate(
     )
 
 
-# --- history and scoring --------------------------------------------------------------------
+# --- histories ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
 class History:
-    """Simulated opportunities with known outcomes, in time order, from ``start`` to ``end``."""
+    """Opportunities with known outcomes, in time order, from ``start`` to ``end``."""
 
-    seed: int
+    name: str
     start: float
     end: float
-    simulated: int  # opportunities the simulator produced (including the left-out tail)
-    tail_s: float  # seconds left out at the end (the longest outcome delay)
     data: Dataset
+    seed: int | None = None  # the simulator's (None: the user's history)
+    simulated: int = 0  # opportunities the simulator produced (including the left-out tail)
+    tail_s: float = 0.0  # seconds left out at the end (the longest outcome delay)
 
     @property
     def confidence(self) -> np.ndarray:
@@ -207,7 +231,36 @@ def simulate_history(
             f"({longest:.1f} s of sim time): simulate more"
         )
     kept = int(np.searchsorted(data.timestamp, end, side="right"))
-    return History(seed, start, end, opportunities, longest, data.slice(0, kept))
+    return History(f"seed {seed}", start, end, data.slice(0, kept), seed, opportunities, longest)
+
+
+def user_history(name: str, data: Dataset) -> History:
+    """The user's own labelled opportunities (``apex_stream.training.history.read_history``)."""
+    if len(data) < 2:
+        raise BacktestError(f"{name} has {len(data)} labelled opportunities: need at least 2")
+    if np.any(np.diff(data.timestamp) < 0):
+        raise BacktestError(f"{name}: rows must be in time order")
+    start, end = float(data.timestamp[0]), float(data.timestamp[-1])
+    return History(name, start, max(end, start + 1.0), data)
+
+
+# --- scoring --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Scored:
+    """The ensemble's view of a history: final score, the vote's (threshold rule's) decision,
+    the expected profit at the score, and each member's score."""
+
+    score: np.ndarray
+    decision: np.ndarray
+    expected: np.ndarray
+    members: dict[str, np.ndarray]
+
+    @property
+    def scorers(self) -> dict[str, np.ndarray]:
+        """The ensemble's score, then the members'."""
+        return {ENSEMBLE: self.score, **self.members}
 
 
 def score_history(
@@ -215,51 +268,129 @@ def score_history(
     X: np.ndarray,
     batch_size: int,
     on_batch: Callable[[int], None] | None = None,
-) -> Vote:
-    """The ensemble's vote over ``X`` in micro-batches of ``batch_size`` rows, as the worker
-    scores them (each member imputes with its training means, then the configured voting)."""
-    scores, decisions = [], []
+) -> Scored:
+    """The ensemble over ``X`` in micro-batches of ``batch_size`` rows, as the worker scores them
+    (each member imputes with its training means, then the configured voting). The decision is
+    the ensemble's rule's: the backtest builds its ensemble with the threshold rule and takes
+    the expected-profit gate from ``Scored.expected``."""
+    parts = []
     for i in range(0, len(X), batch_size):
-        v = ensemble.score(X[i : i + batch_size]).vote
-        scores.append(v.score)
-        decisions.append(v.decision)
+        parts.append(ensemble.score(X[i : i + batch_size]))
         if on_batch is not None:
-            on_batch(len(v.score))
-    if not scores:
-        return Vote(np.empty(0), np.empty(0, dtype=bool))
-    return Vote(np.concatenate(scores), np.concatenate(decisions))
+            on_batch(len(parts[-1].vote.score))
+    if not parts:
+        empty = np.empty(0)
+        return Scored(empty, np.empty(0, dtype=bool), empty, {m: empty for m in MEMBERS})
+    return Scored(
+        np.concatenate([s.vote.score for s in parts]),
+        np.concatenate([s.vote.decision for s in parts]),
+        np.concatenate([s.expected_profit_usd for s in parts]),
+        {m: np.concatenate([s.members[m] for s in parts]) for m in parts[0].members},
+    )
+
+
+def pool(
+    histories: Sequence[History], scored: Sequence[Scored], period: float
+) -> tuple[History, Scored]:
+    """The histories one after another in time (each shifted to start on the period grid where
+    the one before ended), so figures over all of them read as one longer history."""
+    if len(histories) == 1:
+        return histories[0], scored[0]
+    first, offset, stamps = histories[0].start, 0.0, []
+    for h in histories:
+        stamps.append(h.data.timestamp - h.start + first + offset)
+        offset += math.ceil((h.end - h.start) / period) * period
+    d = [h.data for h in histories]
+    data = Dataset(
+        np.vstack([x.X for x in d]),
+        np.concatenate([x.y for x in d]),
+        np.concatenate([x.profit_usd for x in d]),
+        np.concatenate(stamps),
+        np.concatenate([x.truth for x in d]),
+    )
+    history = History(
+        f"{len(histories)} seeds pooled",
+        first,
+        first + offset,
+        data,
+        simulated=sum(h.simulated for h in histories),
+        tail_s=histories[0].tail_s,
+    )
+    merged = Scored(
+        np.concatenate([s.score for s in scored]),
+        np.concatenate([s.decision for s in scored]),
+        np.concatenate([s.expected for s in scored]),
+        {m: np.concatenate([s.members[m] for s in scored]) for m in scored[0].members},
+    )
+    return history, merged
+
+
+# --- strategies -----------------------------------------------------------------------------
+
+
+def strategies(
+    history: History, scored: Scored, voting: VotingConfig, min_confidence: float
+) -> dict[str, tuple[str, np.ndarray]]:
+    """Each strategy's name and the rows it executes (the oracles only where the truth is
+    known)."""
+    d = history.data
+    n = len(d)
+    threshold, minimum = voting.threshold, voting.min_expected_profit_usd
+    rows = {
+        THRESHOLD: (f"threshold gate (score > {threshold:g})", scored.decision),
+        EXPECTED: (
+            f"expected-profit gate (> {minimum:g} USD)",
+            expected_profit_gate(scored.expected, minimum),
+        ),
+    }
+    if has_truth(d.truth):
+        oracle = expected_profit(d.truth, *trade_values(d.X))
+        rows[ORACLE_EXPECTED] = (
+            "oracle expected-profit gate (truth as p)",
+            expected_profit_gate(oracle, minimum),
+        )
+        rows[ORACLE_THRESHOLD] = (
+            f"oracle threshold gate (truth > {threshold:g})",
+            d.truth > threshold,
+        )
+    # the features are float32: compare the confidence in float32 too (monotone rounding)
+    rows[BASELINE] = (
+        f"baseline (confidence >= {min_confidence:g})",
+        history.confidence >= np.float32(min_confidence),
+    )
+    rows[EVERYTHING] = ("execute all", np.ones(n, dtype=bool))
+    rows[FORESIGHT] = ("perfect foresight", d.profit_usd > 0.0)
+    return rows
 
 
 @dataclass(frozen=True, eq=False)
-class BacktestResult:
-    """The strategies' figures over one history, with what produced them."""
+class HistoryResult:
+    """Every strategy's figures and every scorer's quality over one history."""
 
     history: History
-    vote: Vote
-    ml: StrategyResult
-    baseline: StrategyResult
-    everything: StrategyResult
-    min_confidence: float
-    period: float
-    versions: dict[str, str]
-    providers: dict[str, str]
-    voting: VotingConfig
-    batch_size: int
-    #: simulator seeds of the shipped models' training segments (none of them is this history's)
-    training_seeds: frozenset[int] = frozenset()
-    seconds: float = 0.0
+    scored: Scored
+    strategies: dict[str, StrategyResult]
+    quality: dict[str, Quality]
 
-    @property
-    def strategies(self) -> tuple[StrategyResult, ...]:
-        return (self.ml, self.baseline, self.everything)
+    def share_of_oracle(self, key: str) -> float:
+        """A strategy's net profit as a share of the oracle expected-profit gate's (NaN
+        without the oracle, or when it made nothing)."""
+        oracle = self.strategies.get(ORACLE_EXPECTED)
+        if oracle is None or oracle.net_profit_usd <= 0:
+            return math.nan
+        return self.strategies[key].net_profit_usd / oracle.net_profit_usd
 
 
-def compare(
-    history: History, decision: np.ndarray, min_confidence: float, period: float
-) -> tuple[StrategyResult, StrategyResult, StrategyResult]:
-    """ML gate, baseline and execute-all figures over ``history``."""
+def analyse(
+    history: History,
+    scored: Scored,
+    voting: VotingConfig,
+    min_confidence: float,
+    period: float,
+) -> HistoryResult:
+    """Strategy figures and score quality over one history."""
     d = history.data
-    strategy = partial(
+    figures = partial(
         evaluate,
         profit=d.profit_usd,
         success=d.y > 0.5,
@@ -268,165 +399,45 @@ def compare(
         end=history.end,
         period=period,
     )
-    # the features are float32: compare the confidence in float32 too (monotone rounding)
-    baseline = history.confidence >= np.float32(min_confidence)
-    return (
-        strategy("ML gate", decision),
-        strategy(f"baseline (confidence >= {min_confidence:g})", baseline),
-        strategy("execute all (reference)", np.ones(len(d), dtype=bool)),
-    )
-
-
-# --- outputs --------------------------------------------------------------------------------
-
-
-def _usd(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{x:,.2f}"
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def render_report(result: BacktestResult, command: str, plot_name: str = "equity.png") -> str:
-    """The markdown report."""
-    h, r = result.history, result
-    v = r.voting
-    voting = f"`{v.strategy}`, threshold {v.threshold:g}"
-    if v.strategy == "weighted":
-        weights = ", ".join(f"{m} {w:g}" for m, w in v.weights.items())
-        voting += f", weights {weights}, online weight {v.online_weight:g}"
-    minutes = (h.end - h.start) / 60.0
-    period = f"{r.period:g} s" if r.period != 60.0 else "minute"
-    header = (
-        "| strategy | trades | win rate | success rate | net profit (USD) | per trade (USD) "
-        f"| Sharpe (per {period}) | max drawdown (USD) |\n|---|---|---|---|---|---|---|---|"
-    )
-    rows = "\n".join(
-        f"| {s.name} | {s.trades:,} | {s.win_rate:.1%} | {s.success_rate:.1%} | "
-        f"{_usd(s.net_profit_usd)} | {_usd(s.profit_per_trade_usd)} | {s.sharpe:.3f} | "
-        f"{_usd(s.max_drawdown_usd)} |"
-        for s in r.strategies
-    )
-    ml, base = r.ml.executed, r.baseline.executed
-    profit = h.data.profit_usd
-    overlap = "\n".join(
-        f"| {label} | {int(m.sum()):,} | {_usd(float(profit[m].sum()))} |"
-        for label, m in (
-            ("both execute", ml & base),
-            ("ML gate only", ml & ~base),
-            ("baseline only", ~ml & base),
-            ("neither", ~ml & ~base),
-        )
-    )
-    versions = ", ".join(f"{m} {ver}" for m, ver in r.versions.items())
-    providers = ", ".join(f"{m} on {p}" for m, p in r.providers.items())
-    gain = r.ml.net_profit_usd - r.baseline.net_profit_usd
-    periods = math.ceil((h.end - h.start) / r.period)
-    per_year = 365 * 86_400 / r.period
-    return f"""# Backtest: ML gate vs scanner confidence
-
-```bash
-{command}
-```
-
-## History
-
-- Simulator seed **{h.seed}**, one contiguous run from {_iso(h.start)}: {h.simulated:,}
-  opportunities simulated, of which the **{len(h.data):,}** up to {_iso(h.end)}
-  ({minutes:.1f} simulated minutes) are backtested. The last {h.tail_s:.1f} s of the run (the
-  longest outcome delay) are left out, so every backtested opportunity has its outcome.
-- Unseen by the models: they were trained on {_iso(DAY_START)[:10]} with simulator segment seeds
-  {_seed_range(r.training_seeds)}; this history is another seed on another day.
-- Features computed exactly as the worker computes them (`apex_stream/training/dataset.py`).
-
-## Models
-
-- Active ensemble from `models/manifest.json`: {versions} ({providers}).
-- Voting from settings: {voting}.
-- Scored in micro-batches of {r.batch_size:,} rows (`APEX_BATCH_MAX_SIZE`). The online learner
-  scores as shipped: it does not learn from outcomes during the replay.
-
-## Results
-
-{header}
-{rows}
-
-The ML gate makes **{_usd(gain)} USD** {"more" if gain >= 0 else "less"} than the baseline with
-{r.ml.trades:,} trades instead of {r.baseline.trades:,}.
-
-| the two strategies | opportunities | net profit (USD) |
-|---|---|---|
-{overlap}
-
-![equity curves]({plot_name})
-
-## Definitions
-
-- **Net profit**: the sum of `realized_profit_usd` of the executed opportunities' outcomes.
-  That field is already after gas (the simulator books `output - input - gas_cost_usd` on
-  success and `-gas_cost_usd` on a revert), so gas is counted exactly once.
-- **Win rate**: share of trades with a positive net profit; **success rate**: share whose
-  transaction succeeded on chain (a success can still lose money to output slippage and gas).
-- **Sharpe**: mean / standard deviation (ddof 1) of the net P&L per simulated {period}
-  ({periods:,} periods; periods without trades count as 0; P&L is booked at the
-  opportunity's timestamp). No risk-free rate and **not annualised**: one simulated hour says
-  little about a year (for 24/7 trading, multiply by sqrt({per_year:,.0f}) to annualise).
-- **Max drawdown**: the largest fall of cumulative net P&L from its running peak, trade by
-  trade, starting from 0.
-
-Ran in {r.seconds:.1f} s.
-"""
-
-
-def _seed_range(seeds: frozenset[int]) -> str:
-    ordered = sorted(seeds)
-    if ordered and ordered == list(range(ordered[0], ordered[-1] + 1)):
-        return f"{ordered[0]}-{ordered[-1]}"
-    return ", ".join(map(str, ordered)) or "(not recorded in the manifest)"
-
-
-def plot_equity(result: BacktestResult, path: Path) -> None:
-    """Cumulative net P&L of each strategy over simulated time, and its drawdown below."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import StrMethodFormatter
-    except ImportError as exc:
-        raise BacktestError(f"{exc}: install the train extra (pip install -e '.[train]')") from None
-
-    h = result.history
-    minutes = (h.data.timestamp - h.start) / 60.0
-    fig = Figure(figsize=(10, 6.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    equity_ax, dd_ax = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
-    styles = {
-        result.ml.name: {"color": "tab:blue", "lw": 1.6},
-        result.baseline.name: {"color": "tab:orange", "lw": 1.6},
-        result.everything.name: {"color": "0.55", "lw": 1.0, "ls": "--"},
+    results = {
+        key: figures(name, executed)
+        for key, (name, executed) in strategies(history, scored, voting, min_confidence).items()
     }
-    # at most ~4000 points per line: the curve's shape without megabytes of vertices
-    step = max(1, len(minutes) // 4000)
-    for s in result.strategies:
-        pnl = np.where(s.executed, h.data.profit_usd, 0.0)
-        equity, dd = np.cumsum(pnl), drawdown(pnl)
-        idx = np.unique(np.r_[np.arange(0, len(equity), step), len(equity) - 1])
-        equity_ax.plot(minutes[idx], equity[idx], label=s.name, **styles[s.name])
-        dd_ax.plot(minutes[idx], -dd[idx], **styles[s.name])
-    versions = ", ".join(f"{m} {v}" for m, v in result.versions.items())
-    equity_ax.set_title(
-        f"Backtest, seed {h.seed}, {len(h.data):,} opportunities ({versions}; "
-        f"{result.voting.strategy} voting)"
-    )
-    equity_ax.set_ylabel("cumulative net P&L (USD)")
-    equity_ax.legend(loc="upper left")
-    equity_ax.grid(alpha=0.3)
-    dd_ax.set_ylabel("drawdown (USD)")
-    dd_ax.set_xlabel(f"simulated minutes from {_iso(h.start)}")
-    dd_ax.grid(alpha=0.3)
-    for ax in (equity_ax, dd_ax):
-        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-    fig.savefig(path, dpi=110)
+    return HistoryResult(history, scored, results, quality(d.y, scored.scorers, d.truth))
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    """The figures over every history, with what produced them."""
+
+    #: one per simulator seed
+    seeds: tuple[HistoryResult, ...]
+    #: the seeds pooled (the seed itself when there is one; None without seeds)
+    pooled: HistoryResult | None
+    #: the user's history, when given
+    user: HistoryResult | None
+    min_confidence: float
+    period: float
+    versions: dict[str, str]
+    providers: dict[str, str]
+    #: the voting and decision rule the settings configure
+    voting: VotingConfig
+    batch_size: int
+    #: simulator seeds of the shipped models' training segments (none of them is a history's)
+    training_seeds: frozenset[int] = frozenset()
+    seconds: float = 0.0
+
+    @property
+    def histories(self) -> tuple[HistoryResult, ...]:
+        """The seeds one by one, then the user's history."""
+        return (*self.seeds, *((self.user,) if self.user else ()))
+
+    @property
+    def headline(self) -> HistoryResult:
+        """The pooled seeds, else the user's history."""
+        result = self.pooled or self.user
+        assert result is not None  # run_backtest needs seeds or the user's history
+        return result
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -435,26 +446,34 @@ def plot_equity(result: BacktestResult, path: Path) -> None:
 def run_backtest(
     settings: Settings,
     *,
-    seed: int = DEFAULT_SEED,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
     opportunities: int = DEFAULT_OPPORTUNITIES,
+    user: tuple[str, Dataset] | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     period: float = DEFAULT_PERIOD_S,
-    out: Path = Path("bench/backtest"),
-    command: str = "apex-stream backtest",
     console: Console | None = None,
 ) -> BacktestResult:
-    """Simulate, score with the active ensemble, compare, and write ``report.md`` and
-    ``equity.png`` to ``out``."""
+    """Simulate each seed (``opportunities`` each), add the user's history (a name and its
+    dataset) when given, score with the active ensemble and compare
+    (:func:`apex_stream.lifecycle.backtest_report.write_report` writes the report)."""
     console = console or Console()
     began = time.perf_counter()
+    if not seeds and user is None:
+        raise BacktestError("nothing to backtest: give simulator seeds, the user's history or both")
+    if len(set(seeds)) != len(seeds):
+        raise BacktestError(f"seeds repeat: {list(seeds)}")
     registry = Registry(settings.models_dir)
     seen = training_seeds(registry)
-    if seed in seen:
+    if overlap := sorted(set(seeds) & seen):
         raise BacktestError(
-            f"seed {seed} is one of the training segments' seeds {sorted(seen)}: its market "
-            "path was in the training data; pick another --seed"
+            f"seeds {overlap} are among the training segments' seeds {sorted(seen)}: their "
+            "market paths were in the training data; pick other --seeds"
         )
-    ensemble = Ensemble(settings)
+    # the vote decides by threshold; both rules are applied to its scores (analyse)
+    ensemble = Ensemble(settings.model_copy(update={"decision_rule": "threshold"}))
+    voting = replace(ensemble.voting, rule=settings.decision_rule)
+    histories: list[History] = []
+    scored: list[Scored] = []
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -463,36 +482,34 @@ def run_backtest(
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task(
-            f"simulating {opportunities:,} opportunities (seed {seed})", total=None
-        )
-        history = simulate_history(seed, opportunities)
-        progress.update(task, total=1, completed=1)
-        task = progress.add_task("scoring with the ensemble", total=len(history.data))
-        vote = score_history(
-            ensemble,
-            history.data.X,
-            settings.batch_max_size,
-            lambda n: progress.advance(task, n),
-        )
-    ml, baseline, everything = compare(history, vote.decision, min_confidence, period)
+        for seed in seeds:
+            task = progress.add_task(
+                f"simulating {opportunities:,} opportunities (seed {seed})", total=None
+            )
+            histories.append(simulate_history(seed, opportunities))
+            progress.update(task, total=1, completed=1)
+        if user is not None:
+            histories.append(user_history(*user))
+        for h in histories:
+            advance = partial(
+                progress.advance, progress.add_task(f"scoring {h.name}", total=len(h.data))
+            )
+            scored.append(score_history(ensemble, h.data.X, settings.batch_max_size, advance))
+    analysed = partial(analyse, voting=voting, min_confidence=min_confidence, period=period)
+    n = len(seeds)
+    per_seed = tuple(analysed(h, s) for h, s in zip(histories[:n], scored[:n], strict=True))
+    pooled = analysed(*pool(histories[:n], scored[:n], period)) if n else None
     result = BacktestResult(
-        history=history,
-        vote=vote,
-        ml=ml,
-        baseline=baseline,
-        everything=everything,
+        seeds=per_seed,
+        pooled=pooled,
+        user=analysed(histories[n], scored[n]) if user is not None else None,
         min_confidence=min_confidence,
         period=period,
         versions=ensemble.versions,
         providers=ensemble.providers,
-        voting=ensemble.voting,
+        voting=voting,
         batch_size=settings.batch_max_size,
         training_seeds=seen,
+        seconds=time.perf_counter() - began,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    with console.status("plotting"):
-        plot_equity(result, out / "equity.png")
-    result = replace(result, seconds=time.perf_counter() - began)
-    (out / "report.md").write_text(render_report(result, command))
     return result

@@ -23,6 +23,7 @@ from .dataset import Dataset, simulate
 from .engine import train_engine
 from .metrics import classification_metrics, roc_auc
 from .mlp import train_mlp
+from .quality import decision_figures
 from .xgb import train_xgboost
 
 SPLIT = (0.70, 0.85)
@@ -165,6 +166,7 @@ def train_members(
         metrics = {
             f"test_{k}": v for k, v in classification_metrics(test.y, test_scores[name]).items()
         }
+        metrics |= {f"test_{k}": v for k, v in decision_figures(test, test_scores[name]).items()}
         metrics |= {f"val_{k}": v for k, v in val_metrics.items()} | provenance
         entries.append(
             ModelEntry(

@@ -71,12 +71,20 @@ async def test_twenty_thousand_opportunities_scored_and_invalid_dead_lettered(
         letters = await collect(settings, "dead-letters", len(INVALID), timeout=30)
 
     decoded = [decode(m.value, Prediction) for m in predictions]
-    assert {p.opportunity_id for p in decoded} == {o.opportunity_id for o in opportunities}
+    by_id = {o.opportunity_id: o for o in opportunities}
+    assert {p.opportunity_id for p in decoded} == by_id.keys()
     for p in decoded:
         assert set(p.model_scores) == MEMBERS and set(p.model_versions) == MEMBERS
         assert all(0.0 <= s <= 1.0 for s in p.model_scores.values())
         assert p.decision == (p.score > p.threshold) and p.strategy == "weighted"
         assert p.latency_ms >= 0
+        # the expected profit at the score: the quote's net profit against its gas (float32
+        # features: within 6e-8 of the input amount)
+        o = by_id[p.opportunity_id]
+        gas = max(o.expected_output - o.input_amount - o.profit_usd, 0.0)
+        assert p.decision_rule == "threshold" and p.expected_profit_usd == pytest.approx(
+            p.score * o.profit_usd - (1 - p.score) * gas, abs=0.02
+        )
     reasons = {
         decode(m.value, DeadLetter).payload.encode(): decode(m.value, DeadLetter) for m in letters
     }

@@ -106,3 +106,16 @@ def test_models_train_says_what_is_wrong_with_its_source(args: list[str], messag
     result = CliRunner().invoke(main, ["models", "train", *args], env={"COLUMNS": "1000"})
     assert result.exit_code in (1, 2)
     assert message in result.output
+
+
+def test_backtest_takes_seeds_and_the_users_history() -> None:
+    from apex_stream.cli.backtest import backtest
+
+    options = {o.name: o for o in backtest.params}
+    assert options["seeds"].default == "2027,2028,2029"
+    assert options["history_path"].opts == ["--history"]
+    context = click.Context(backtest)
+    assert options["seeds"].process_value(context, "2027, 2031") == (2027, 2031)
+    assert options["seeds"].process_value(context, "") == ()
+    with pytest.raises(click.BadParameter, match="2027,2028,2029"):
+        options["seeds"].process_value(context, "2027;2028")

@@ -115,6 +115,20 @@ def test_the_request_threshold_decides(client: TestClient) -> None:
     assert scores == [p["score"] for p in high.json()["predictions"]]
 
 
+def test_the_expected_profit_rule_decides_when_set(registry: Registry) -> None:
+    state, _ = worker_state(registry, decision_rule="expected_profit")
+    client = serve(state)
+    opportunities = [json.loads(_json(opportunity(i, f"r{i}", ["A", "B"]))) for i in range(20)]
+    body = client.post("/predict/batch", json={"opportunities": opportunities}).json()
+    assert body["decision_rule"] == "expected_profit"
+    for p in body["predictions"]:
+        # 5 USD to win, 5 USD of gas to lose: worth it above an even chance
+        assert p["decision"] == (p["expected_profit_usd"] > 0) == (p["score"] > 0.5)
+    # a request's threshold moves only the threshold rule
+    high = client.post("/predict/batch", json={"opportunities": opportunities, "threshold": 0.99})
+    assert high.json()["executable_count"] == body["executable_count"]
+
+
 def test_a_bare_array_and_the_single_forms(client: TestClient) -> None:
     o = json.loads(_json(opportunity(1, "r1", ["A", "B"])))
     batch = client.post("/predict/batch", json=[o]).json()
@@ -123,6 +137,12 @@ def test_a_bare_array_and_the_single_forms(client: TestClient) -> None:
     assert batch["predictions"][0]["score"] == alone["score"] == wrapped["score"]
     assert alone["threshold"] == 0.5 and wrapped["threshold"] == 0.3
     assert alone["opportunity_id"] == "o1"
+    # every prediction carries its expected profit; the worker decides by the threshold rule
+    # (quoted: 1,000 USD in, 1,010 out, 5 USD net, so 5 USD of gas)
+    score = alone["score"]
+    assert alone["expected_profit_usd"] == pytest.approx(score * 5 - (1 - score) * 5, abs=1e-3)
+    assert alone["decision_rule"] == batch["decision_rule"] == "threshold"
+    assert batch["predictions"][0]["expected_profit_usd"] == alone["expected_profit_usd"]
     broken = client.post("/predict/single", json={"opportunity": {"route_id": "x"}})
     assert broken.status_code == 422
     assert broken.json()["detail"][0]["loc"] == ["body", "opportunity"]

@@ -1,10 +1,12 @@
-"""The backtest: its metrics against hand-computed cases, and one small run end to end whose
-report and plot are written and whose figures agree with the decisions and outcomes."""
+"""The backtest: its metrics against hand-computed cases, pooling by hand, and one small run end
+to end (three held-out seeds and a history without hidden truth) whose figures agree with the
+scores, the hidden truth and the outcomes, and whose report and plots are written."""
 
 from __future__ import annotations
 
 import io
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,21 +14,40 @@ import pytest
 from rich.console import Console
 
 from apex_stream.features import FEATURES
+from apex_stream.inference.decision import trade_values
 from apex_stream.inference.ensemble import Ensemble
+from apex_stream.inference.members import MEMBERS
 from apex_stream.inference.registry import Registry
 from apex_stream.lifecycle.backtest import (
+    BASELINE,
+    ENSEMBLE,
+    EVERYTHING,
+    EXPECTED,
+    FORESIGHT,
+    ORACLE_EXPECTED,
+    ORACLE_THRESHOLD,
+    ORACLES,
+    START,
+    THRESHOLD,
     BacktestError,
     BacktestResult,
+    History,
+    Scored,
     drawdown,
     evaluate,
     max_drawdown,
     period_pnl,
+    pool,
     run_backtest,
     sharpe,
     training_seeds,
     win_rate,
 )
+from apex_stream.lifecycle.backtest_report import write_report
 from apex_stream.settings import Settings
+from apex_stream.training.dataset import Dataset, simulate_run
+from apex_stream.training.metrics import expected_calibration_error, roc_auc
+from apex_stream.training.quality import TRUTH
 
 
 def test_win_rate_counts_positive_profits() -> None:
@@ -112,7 +133,7 @@ def test_evaluate_by_hand() -> None:
     assert math.isnan(none.win_rate) and math.isnan(none.sharpe)
 
 
-def test_training_seeds_are_refused(tmp_path: Path) -> None:
+def test_training_seeds_are_refused() -> None:
     settings = Settings()
     registry = Registry(settings.models_dir)
     seeds = training_seeds(registry)
@@ -120,59 +141,195 @@ def test_training_seeds_are_refused(tmp_path: Path) -> None:
     seed = int(registry.active("xgboost").metrics["seed"])
     assert seeds >= frozenset(range(8 * seed, 8 * seed + 8))
     with pytest.raises(BacktestError, match="training"):
-        run_backtest(settings, seed=8 * seed + 2, opportunities=12_000, out=tmp_path)
-    assert not (tmp_path / "report.md").exists()
+        run_backtest(settings, seeds=(2027, 8 * seed + 2), opportunities=12_000)
+    with pytest.raises(BacktestError, match="nothing to backtest"):
+        run_backtest(settings, seeds=())
+
+
+def dataset(t: list[float], profit: list[float], truth: float = 0.5) -> Dataset:
+    n = len(t)
+    return Dataset(
+        np.zeros((n, len(FEATURES)), np.float32),
+        np.array([p > 0 for p in profit], np.float32),
+        np.array(profit),
+        np.array(t),
+        np.full(n, truth),
+    )
+
+
+def test_pooling_puts_the_histories_one_after_another_on_the_period_grid() -> None:
+    a = History("seed 1", 100.0, 190.0, dataset([100.0, 150.0], [1.0, -2.0]), 1, 10, 5.0)
+    b = History("seed 2", 100.0, 130.0, dataset([110.0, 130.0], [3.0, 4.0]), 2, 10, 5.0)
+    scored = [
+        Scored(np.array([0.9, 0.2]), np.array([True, False]), np.array([1.0, -1.0]), {}),
+        Scored(np.array([0.6, 0.7]), np.array([True, True]), np.array([0.5, 2.0]), {}),
+    ]
+    history, merged = pool([a, b], scored, period=60.0)
+    # a spans 90 s: two minutes on the grid, so b starts at 100 + 120
+    assert history.data.timestamp.tolist() == [100.0, 150.0, 230.0, 250.0]
+    assert (history.start, history.end) == (100.0, 100.0 + 120.0 + 60.0)
+    assert history.data.profit_usd.tolist() == [1.0, -2.0, 3.0, 4.0]
+    assert history.simulated == 20 and history.seed is None
+    assert merged.decision.tolist() == [True, False, True, True]
+    assert merged.expected.tolist() == [1.0, -1.0, 0.5, 2.0]
+    # one history pools to itself
+    assert pool([a], scored[:1], 60.0) == (a, scored[0])
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[BacktestResult, Path]:
+def user_data() -> Dataset:
+    """A history of the user's own: labelled opportunities whose hidden truth nobody knows."""
+    data = simulate_run(4242, START, 5_000, None)
+    return replace(data, truth=np.full(len(data), np.nan))
+
+
+@pytest.fixture(scope="module")
+def result(
+    tmp_path_factory: pytest.TempPathFactory, user_data: Dataset
+) -> tuple[BacktestResult, Path]:
     out = tmp_path_factory.mktemp("backtest")
     r = run_backtest(
         Settings(),
-        seed=2027,
+        seeds=(2027, 2028, 2029),
         opportunities=12_000,
+        user=("mine.parquet", user_data),
         min_confidence=0.6,
         period=5.0,
-        out=out,
-        command="apex-stream backtest --test",
         console=Console(file=io.StringIO()),
     )
+    write_report(r, out, "apex-stream backtest --test", Console(file=io.StringIO()))
     return r, out
 
 
 def test_backtest_end_to_end_figures_agree(result: tuple[BacktestResult, Path]) -> None:
     r, _ = result
-    d = r.history.data
-    assert 2_000 < len(d) < 12_000
-    assert (d.timestamp >= r.history.start).all() and (d.timestamp <= r.history.end).all()
-    decision = r.vote.decision
-    assert np.array_equal(r.ml.executed, decision)
-    assert r.ml.trades == int(decision.sum())
-    assert r.ml.net_profit_usd == pytest.approx(float(d.profit_usd[decision].sum()))
-    base = d.X[:, FEATURES.index("confidence_score")] >= np.float32(0.6)
-    assert r.baseline.trades == int(base.sum())
-    assert r.baseline.net_profit_usd == pytest.approx(float(d.profit_usd[base].sum()))
-    assert r.everything.trades == len(d)
-    assert r.everything.net_profit_usd == pytest.approx(float(d.profit_usd.sum()))
-    for s in r.strategies:
-        assert 0.0 <= s.win_rate <= 1.0 and s.max_drawdown_usd >= 0.0
+    assert [s.history.seed for s in r.seeds] == [2027, 2028, 2029]
+    for h in r.histories:
+        d, scored, s = h.history.data, h.scored, h.strategies
+        assert 2_000 < len(d) < 12_000
+        assert (d.timestamp >= h.history.start).all() and (d.timestamp <= h.history.end).all()
+        # micro-batching changes nothing: one batch over the whole history scores the same
+        whole = Ensemble(Settings()).score(d.X)
+        assert np.array_equal(whole.vote.decision, scored.decision)
+        assert np.allclose(whole.vote.score, scored.score)
+        assert np.allclose(whole.expected_profit_usd, scored.expected)
+        win, loss = trade_values(d.X)
+        gates = {
+            THRESHOLD: scored.score > 0.5,
+            EXPECTED: scored.score * win - (1 - scored.score) * loss > 0,
+            BASELINE: d.X[:, FEATURES.index("confidence_score")] >= np.float32(0.6),
+            EVERYTHING: np.ones(len(d), dtype=bool),
+            FORESIGHT: d.profit_usd > 0,
+        }
+        if h.history.seed is not None:
+            gates[ORACLE_EXPECTED] = d.truth * win - (1 - d.truth) * loss > 0
+            gates[ORACLE_THRESHOLD] = d.truth > 0.5
+        assert s.keys() == gates.keys()
+        for key, executed in gates.items():
+            assert np.array_equal(s[key].executed, executed), key
+            assert s[key].trades == int(executed.sum())
+            assert s[key].net_profit_usd == pytest.approx(float(d.profit_usd[executed].sum()))
+            assert 0.0 <= s[key].win_rate <= 1.0 and s[key].max_drawdown_usd >= 0.0
+        assert s[FORESIGHT].net_profit_usd >= max(x.net_profit_usd for x in s.values())
+    # the pooled seeds add up
+    pooled = r.pooled
+    assert pooled is not None and r.headline is pooled
+    for key, s in pooled.strategies.items():
+        assert s.trades == sum(h.strategies[key].trades for h in r.seeds)
+        assert s.net_profit_usd == pytest.approx(
+            sum(h.strategies[key].net_profit_usd for h in r.seeds)
+        )
         assert math.isfinite(s.sharpe)
-    # micro-batching changes nothing: one batch over the whole history votes the same
-    whole = Ensemble(Settings()).score(d.X).vote
-    assert np.array_equal(whole.decision, decision)
-    assert np.allclose(whole.score, r.vote.score)
 
 
-def test_backtest_writes_report_and_plot(result: tuple[BacktestResult, Path]) -> None:
+def test_the_oracle_comparison(result: tuple[BacktestResult, Path]) -> None:
+    r, _ = result
+    for h in (*r.seeds, r.pooled):
+        assert h is not None
+        oracle = h.strategies[ORACLE_EXPECTED].net_profit_usd
+        assert oracle > 0
+        assert h.share_of_oracle(EXPECTED) == h.strategies[EXPECTED].net_profit_usd / oracle
+        assert h.share_of_oracle(ORACLE_EXPECTED) == 1.0
+        d, scored = h.history.data, h.scored
+        y = d.y
+        assert h.quality[TRUTH].auc == roc_auc(y, d.truth)
+        assert h.quality[ENSEMBLE].auc == roc_auc(y, scored.score)
+        assert h.quality[ENSEMBLE].ece == expected_calibration_error(y, scored.score)
+        for member in MEMBERS:
+            assert h.quality[member].auc == roc_auc(y, scored.members[member])
+        # nothing ranks these outcomes much better than the probability they were drawn from
+        assert h.quality[ENSEMBLE].auc < h.quality[TRUTH].auc + 0.02
+    # the user's history has no hidden truth: no oracle rows, no truth's AUC
+    user = r.user
+    assert user is not None
+    assert not set(ORACLES) & user.strategies.keys() and TRUTH not in user.quality
+    assert math.isnan(user.share_of_oracle(EXPECTED))
+    assert user.quality.keys() == {ENSEMBLE, *MEMBERS}
+
+
+def test_backtest_writes_report_and_plots(result: tuple[BacktestResult, Path]) -> None:
     r, out = result
-    png = (out / "equity.png").read_bytes()
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    for name in ("equity.png", "reliability.png"):
+        png = (out / name).read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     report = (out / "report.md").read_text()
     assert "apex-stream backtest --test" in report
-    assert "seed **2027**" in report and 2027 not in r.training_seeds
+    for section in (
+        "## Summary",
+        "## Histories",
+        "## Score quality: AUC against the hidden truth's, calibration",
+        "## Decision rules: 3 seeds pooled",
+        "## Decision rules: mine.parquet",
+        "## Definitions",
+    ):
+        assert section in report, section
+    assert "![reliability plot](reliability.png)" in report
+    assert "![equity curves](equity.png)" in report
     assert f"{min(r.training_seeds)}-{max(r.training_seeds)}" in report
     assert ", ".join(f"{m} {v}" for m, v in r.versions.items()) in report
-    for s in r.strategies:
+    assert "| seed 2027 | seed 2028 | seed 2029 | mine.parquet |" in report
+    pooled = r.headline
+    for s in pooled.strategies.values():
         assert f"| {s.name} | {s.trades:,} |" in report
         assert f"{s.net_profit_usd:,.2f}" in report
-    assert "![equity curves](equity.png)" in report
+    share = pooled.share_of_oracle(EXPECTED)
+    assert (
+        f"| expected-profit gate / oracle expected-profit gate (net profit) | {share:.1%}" in report
+    )
+    auc = pooled.quality[ENSEMBLE].auc / pooled.quality[TRUTH].auc
+    assert f"| ensemble AUC / hidden truth's AUC | {auc:.3f}" in report
+    assert "oracle rows left out" in report
+    assert "The worker decides by the threshold rule" in report
+
+
+def test_the_command_backtests_the_shipped_history_file(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from apex_stream.cli import main
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "history.csv"
+    args = ["backtest", "--seeds", "", "--history", str(example), "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args, env={"COLUMNS": "1000"})
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "report.md").read_text()
+    assert "## Decision rules: history.csv" in report
+    assert "| expected-profit gate (> 0 USD) |" in report
+    # no hidden truth in a user's history: no oracle rows, and the report says so
+    assert "| oracle" not in report and "oracle rows left out" in report
+    assert (tmp_path / "reliability.png").exists() and (tmp_path / "equity.png").exists()
+
+
+def test_both_rules_are_reported_whichever_the_worker_uses(tmp_path: Path) -> None:
+    settings = Settings(decision_rule="expected_profit", min_expected_profit_usd=1.0)
+    quiet = Console(file=io.StringIO())
+    r = run_backtest(settings, seeds=(2030,), opportunities=12_000, console=quiet)
+    [seed] = r.seeds
+    assert r.voting.rule == "expected_profit" and r.pooled is not None
+    scored, strategies = seed.scored, seed.strategies
+    assert np.array_equal(strategies[THRESHOLD].executed, scored.score > 0.5)
+    assert np.array_equal(strategies[EXPECTED].executed, scored.expected > 1.0)
+    write_report(r, tmp_path, "apex-stream backtest --seeds 2030", quiet)
+    report = (tmp_path / "report.md").read_text()
+    assert "The worker decides by the expected-profit rule (expected profit > 1 USD)" in report
+    assert "| expected-profit gate (> 1 USD) |" in report
+    assert "| threshold gate (score > 0.5) |" in report

@@ -73,6 +73,7 @@ def test_predictions_go_to_their_opportunity_partition_encoded_as_the_event(
     for p in predictions:
         assert set(p.model_scores) == set(MEMBERS)
         assert p.decision == (p.score > p.threshold) and len(p.features) == 29
+        assert p.decision_rule == "threshold" and p.expected_profit_usd is not None
     (letter,) = out.events
     assert isinstance(letter, DeadLetter) and letter.offset == 9
     assert "got `int` - at `$.opportunity_id`" in letter.reason
@@ -107,6 +108,8 @@ def test_encoded_predictions_are_the_prediction_events_bytes(ensemble: Ensemble)
             feature_version="1.0",
             features=[None if np.isnan(v) else v for v in X[i].tolist()],
             voters=list(MEMBERS),
+            expected_profit_usd=float(scores.expected_profit_usd[i]),
+            decision_rule="threshold",
         )
         assert payload == encode(expected)
 
