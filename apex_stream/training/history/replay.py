@@ -120,7 +120,7 @@ def check(replayed: Replayed, events: Events, source: str) -> Dataset:
 
 def unmatched(events: Events, shown: int = 5) -> str:
     """Why no opportunity met market state: no price ticks, chains or tokens named differently
-    by the prices and the routes (with examples), or prices that all come later."""
+    by the prices and the routes (with examples), or prices of another time."""
     if not events.prices:
         return "the history has no price ticks (rows of type `price`, prices file or table)"
     priced = Counter(f"{t.chain}:{t.token}" for t in events.prices)
@@ -137,11 +137,13 @@ def unmatched(events: Events, shown: int = 5) -> str:
             f"prices {_common(priced, shown)} (chain:token); name each token the same way in "
             "both (e.g. its symbol in both, not a tokenAddress in the prices)"
         )
-    first_tick = min(map(_TIME, events.prices))
-    last_opportunity = max(map(_TIME, events.opportunities))
+    ticks = [t.timestamp for t in events.prices]
+    times = [o.timestamp for o in events.opportunities]
     return (
-        f"the first price tick ({_iso(first_tick)}) comes after the last opportunity "
-        f"({_iso(last_opportunity)}); give the prices of the opportunities' time"
+        "the prices name the routes' tokens, but no opportunity with an outcome comes after a "
+        f"price tick of its route (price ticks from {_iso(min(ticks))} to {_iso(max(ticks))}, "
+        f"opportunities from {_iso(min(times))} to {_iso(max(times))}); give the prices of the "
+        "opportunities' time"
     )
 
 

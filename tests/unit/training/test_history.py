@@ -250,6 +250,16 @@ def test_prices_naming_chains_otherwise_than_routes_are_refused_with_their_names
     assert f"the routes are on chains {chain}" in message and f"eip155:{chain}" in message
 
 
+def test_prices_of_a_later_time_are_refused_with_both_spans(
+    market: tuple[Events, Dataset], tmp_path: Path
+) -> None:
+    events, _ = market
+    prices = [msgspec.structs.replace(p, timestamp=p.timestamp + 86_400) for p in events.prices]
+    message = refusal(Events(prices, events.opportunities, events.outcomes), tmp_path)
+    assert "no opportunity with an outcome comes after a price tick of its route" in message
+    assert "price ticks from 2026-01-02T07:00:00+00:00" in message
+
+
 def test_a_feature_never_computed_is_refused_by_name(market: tuple[Events, Dataset]) -> None:
     replayed = replay(market[0])
     data = replayed.data
