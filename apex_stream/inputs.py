@@ -231,7 +231,7 @@ def _chain_name(chain: str | int) -> str:
     return CHAIN_NAMES.get(chain, f"eip155:{chain}")
 
 
-def _seconds(value: float | datetime | None, default: float | None) -> float:
+def unix_seconds(value: float | datetime | None, default: float | None) -> float:
     """Unix seconds from seconds, milliseconds (above :data:`MS_ABOVE`) or a datetime (UTC when
     naive); ``default`` when missing."""
     if value is None:
@@ -276,7 +276,7 @@ def _opportunity(form: OpportunityInput, default_time: float | None) -> Opportun
         "gas_estimate": form.gas_estimate,
         "profit_usd": form.profit_usd,
         "confidence_score": form.confidence_score,
-        "timestamp": _seconds(form.timestamp, default_time),
+        "timestamp": unix_seconds(form.timestamp, default_time),
     }
     opportunity = msgspec.convert(fields, Opportunity)  # the canonical checks and reasons
     if form.opportunity_id is None:
@@ -293,7 +293,7 @@ def _price_tick(form: PriceTickInput, default_time: float | None) -> PriceTick:
         "volume": form.volume,
         "liquidity": form.liquidity,
         "gas_price": _one_of(form.gas_price, "gas_price", form.gasPrice, "gasPrice"),
-        "timestamp": _seconds(form.timestamp, default_time),
+        "timestamp": unix_seconds(form.timestamp, default_time),
     }
     return msgspec.convert(fields, PriceTick)
 

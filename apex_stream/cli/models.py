@@ -18,6 +18,9 @@ from .common import console, parse_since
 if TYPE_CHECKING:
     from ..inference.registry import ModelEntry, Registry
 
+#: Opportunities ``models train`` simulates when it trains on the simulator.
+SIMULATED = 200_000
+
 
 @click.group()
 def models() -> None:
@@ -26,9 +29,16 @@ def models() -> None:
 
 @models.command("train")
 @click.option("--version", default="1.0.0", show_default=True, help="Semantic version to write.")
-@click.option("--seed", default=11, show_default=True, help="Simulator seed of the history.")
 @click.option(
-    "--opportunities", default=200_000, show_default=True, help="Simulated opportunities."
+    "--seed",
+    default=11,
+    show_default=True,
+    help="Seed of the models' training, and of the simulated history.",
+)
+@click.option(
+    "--opportunities",
+    type=int,
+    help=f"Simulated opportunities (default {SIMULATED:,}); not with --from or --from-db.",
 )
 @click.option(
     "--engine-only", is_flag=True, help="Train only the engine model; the members stay as they are."
@@ -48,7 +58,7 @@ def models() -> None:
 def models_train(
     version: str,
     seed: int,
-    opportunities: int,
+    opportunities: int | None,
     engine_only: bool,
     history: Path | None,
     from_db: bool,
@@ -63,13 +73,15 @@ def models_train(
         raise click.UsageError("give --from or --from-db, not both")
     if (since or until) and not from_db:
         raise click.UsageError("--since and --until select stored history: add --from-db")
+    if opportunities is not None and (history or from_db):
+        raise click.UsageError("--opportunities sizes the simulated history: drop it with yours")
     settings = get_settings()
     if history is None and not from_db:
         entries = train_simulated(
             settings.models_dir,
             version=version,
             seed=seed,
-            opportunities=opportunities,
+            opportunities=SIMULATED if opportunities is None else opportunities,
             console=console,
             engine_only=engine_only,
         )
@@ -82,8 +94,12 @@ def models_train(
         source = f"file {history.name}"
     else:
         from sqlalchemy import create_engine
+        from sqlalchemy.exc import ArgumentError
 
-        engine = create_engine(settings.db_url)
+        try:
+            engine = create_engine(settings.db_url)
+        except ArgumentError as exc:
+            raise user_history.HistoryError(f"DATABASE_URL is not a database URL: {exc}") from None
         try:
             data = user_history.load_database(
                 engine,

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, make_url, pool
 
 from apex_stream.client import EventProducer
 from apex_stream.events import Opportunity, Outcome, Prediction, PriceTick, decode
+from apex_stream.features import FEATURES
 from apex_stream.inference.members import MEMBERS
 from apex_stream.inference.registry import MANIFEST
 from apex_stream.settings import ROOT, Settings
@@ -22,7 +23,7 @@ from apex_stream.simulator import MarketSimulator
 from apex_stream.sink import migrations
 from apex_stream.sink.rows import TABLES
 from apex_stream.sink.writer import write
-from apex_stream.training.history import Events, load_database, replay
+from apex_stream.training.history import WARMUP_S, Events, load_database, replay
 from tests.integration.test_worker import create_topics
 from tests.support.processes import cli
 from tests.support.waiting import wait_for
@@ -32,10 +33,11 @@ EXAMPLE = ROOT / "examples" / "history.csv"
 pytestmark = pytest.mark.slow
 
 
-def simulated(n: int, seed: int) -> Events:
-    """``n`` opportunities with their market and outcomes, stamped in the last hour (the
-    database keeps recent history: TimescaleDB's retention drops price ticks after 30 days)."""
-    sim = MarketSimulator(seed, start_time=time.time() - 3_600)
+def simulated(n: int, seed: int, ago: float = 3_600) -> Events:
+    """``n`` opportunities with their market and outcomes, stamped from ``ago`` seconds back
+    (the database keeps recent history: TimescaleDB's retention drops price ticks after 30
+    days)."""
+    sim = MarketSimulator(seed, start_time=time.time() - ago)
     prices, opportunities, outcomes = [], [], []
     for step in sim.run(opportunities=n):
         prices += step.prices
@@ -60,19 +62,21 @@ def store(url: str, events: Events) -> None:
     engine.dispose()
 
 
-def train(models: Path, version: str, *args: str, env: dict[str, str] | None = None) -> dict:
-    """`apex-stream models train ARGS` into ``models``; the manifest entries by name."""
+def train_command(models: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """`apex-stream models train ARGS` into ``models``; what it printed."""
     done = cli(
         "models",
         "train",
-        "--version",
-        version,
         *args,
-        env=os.environ | {"APEX_MODELS_DIR": str(models), "COLUMNS": "200"} | (env or {}),
+        env=os.environ | {"APEX_MODELS_DIR": str(models), "COLUMNS": "500"} | (env or {}),
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    manifest = json.loads((models / MANIFEST).read_text())
-    return {e["name"]: e for e in manifest["models"]}
+    return done.stdout
+
+
+def manifest(models: Path) -> dict:
+    """The manifest entries of ``models`` by name."""
+    return {e["name"]: e for e in json.loads((models / MANIFEST).read_text())["models"]}
 
 
 async def scored_by(settings: Settings, tmp_path: Path, port: int, models: Path) -> None:
@@ -105,7 +109,8 @@ async def test_trained_on_the_example_file_a_worker_scores(
     settings: Settings, tmp_path: Path, free_port: int
 ) -> None:
     await create_topics(settings)
-    trained = train(tmp_path / "models", "2.0.0", "--from", str(EXAMPLE))
+    train_command(tmp_path / "models", "--version", "2.0.0", "--from", str(EXAMPLE))
+    trained = manifest(tmp_path / "models")
     for name in (*MEMBERS, "engine"):
         entry = trained[name]
         assert entry["status"] == "active" and entry["params"]["source"] == "file history.csv"
@@ -121,9 +126,30 @@ async def test_trained_on_the_database_a_worker_scores(
 ) -> None:
     await create_topics(settings)
     events = simulated(3_000, seed=30)
-    store(database, events)
-    trained = train(tmp_path / "models", "3.0.0", "--from-db", env={"DATABASE_URL": database})
-    stored = replay(events).data
+    # older opportunities, whose first price ticks start the stored market: without --since
+    # training starts once that market has warmed up, after these
+    older = simulated(100, seed=29, ago=3_600 + WARMUP_S + 120)
+    store(
+        database,
+        Events(
+            older.prices + events.prices,
+            older.opportunities + events.opportunities,
+            older.outcomes + events.outcomes,
+        ),
+    )
+    printed = train_command(
+        tmp_path / "models", "--version", "3.0.0", "--from-db", env={"DATABASE_URL": database}
+    )
+    oldest = min(p.timestamp for p in older.prices)
+    start = datetime.fromtimestamp(oldest + WARMUP_S, UTC).isoformat(timespec="seconds")
+    assert f"opportunities since {start}" in printed
+    assert "100 older opportunities left out" in printed
+    trained = manifest(tmp_path / "models")
+    stored = replay(
+        Events(older.prices + events.prices, events.opportunities, events.outcomes)
+    ).data
+    covered = (stored.X[:, FEATURES.index("market_coverage")] > 0).mean()
+    assert f"market state for {covered:.1%} of those with an outcome" in printed
     for name in (*MEMBERS, "engine"):
         entry = trained[name]
         assert entry["status"] == "active" and entry["params"]["source"] == "database"
@@ -143,3 +169,27 @@ async def test_trained_on_the_database_a_worker_scores(
     assert abs(len(since) - len(stored) / 2) < 0.02 * len(stored)
 
     await scored_by(settings, tmp_path, free_port, tmp_path / "models")
+
+
+def test_a_database_down_or_not_migrated_is_named_with_its_fix(
+    database: str, tmp_path: Path, free_port: int
+) -> None:
+    down = make_url(database).set(host="127.0.0.1", port=free_port)
+    for url, fix in (
+        (
+            down.render_as_string(hide_password=False),
+            "start the local services with `apex-stream up`",
+        ),
+        (database, "run `apex-stream db upgrade`"),
+    ):
+        done = cli(
+            "models",
+            "train",
+            "--from-db",
+            env=os.environ
+            | {"APEX_MODELS_DIR": str(tmp_path / "models"), "COLUMNS": "500", "DATABASE_URL": url},
+        )
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stdout + done.stderr
+        assert fix in done.stdout and "DATABASE_URL" in done.stdout
+    assert not (tmp_path / "models").exists()

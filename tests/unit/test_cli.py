@@ -100,6 +100,14 @@ def test_a_signal_ends_a_service_cleanly(sig: signal.Signals, handed: bool, endi
         ),
         (["--since", "6h"], "--since and --until select stored history: add --from-db"),
         (["--from", str(ROOT / "pyproject.toml")], "a history file is .csv or .parquet"),
+        (
+            ["--from", str(ROOT / "examples" / "history.csv"), "--opportunities", "5000"],
+            "--opportunities sizes the simulated history: drop it with yours",
+        ),
+        (
+            ["--from-db", "--opportunities", "5000"],
+            "--opportunities sizes the simulated history: drop it with yours",
+        ),
     ],
 )
 def test_models_train_says_what_is_wrong_with_its_source(args: list[str], message: str) -> None:

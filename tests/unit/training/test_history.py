@@ -4,12 +4,15 @@ data has for the same events; a row the worker would refuse is named with its li
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import msgspec
 import numpy as np
 import pytest
+from rich.console import Console
 
+from apex_stream.features import FEATURES
 from apex_stream.settings import ROOT
 from apex_stream.simulator import MarketSimulator
 from apex_stream.training.dataset import DAY_START, Dataset, simulate_run
@@ -17,11 +20,13 @@ from apex_stream.training.history import (
     MIN_ROWS,
     Events,
     HistoryError,
+    Replayed,
     read_events,
     read_history,
     replay,
     write_history,
 )
+from apex_stream.training.history.replay import check
 
 SEED, START, OPPORTUNITIES = 5, DAY_START + 7 * 3_600, 1_500
 EXAMPLE = ROOT / "examples" / "history.csv"
@@ -118,6 +123,8 @@ def first_line(kind: str) -> int:
         ("price", {"price": "-5"}, "Expected `float` > 0.0 - in column `price`"),
         ("price", {"price": "abc"}, "Expected `float`, got `str` - in column `price`"),
         ("price", {"price": ""}, "Object missing required field `price`"),
+        ("price", {"price": "NaN"}, "Object missing required field `price`"),
+        ("outcome", {"success": "NULL"}, "Object missing required field `success`"),
         ("price", {"timestamp": "2019-12-31T23:00:00Z"}, "is before 2020-01-01"),
         ("opportunity", {"dexes": "curve|uniswap_v3|balancer"}, "route has 2 tokens but 3 dexes"),
         ("outcome", {"success": "maybe"}, "Expected `bool`, got `str` - in column `success`"),
@@ -159,3 +166,110 @@ def test_a_file_without_the_type_column_is_refused(tmp_path: Path) -> None:
     path.write_text("timestamp,chain\n1767268800.5,base\n")
     with pytest.raises(HistoryError, match="has no `type` column"):
         read_events(path)
+
+
+def test_tokens_and_dexes_may_be_called_na_or_null_in_csv(
+    market: tuple[Events, Dataset], tmp_path: Path
+) -> None:
+    events, _ = market
+    token, dex = events.prices[0].token, events.prices[0].dex
+    names = {token: "NA", dex: "NULL"}
+    renamed = Events(
+        [
+            msgspec.structs.replace(
+                p, token=names.get(p.token, p.token), dex=names.get(p.dex, p.dex)
+            )
+            for p in events.prices
+        ],
+        [
+            msgspec.structs.replace(
+                o,
+                tokens=[names.get(t, t) for t in o.tokens],
+                dexes=[names.get(d, d) for d in o.dexes],
+            )
+            for o in events.opportunities
+        ],
+        events.outcomes,
+    )
+    path = tmp_path / "names.csv"
+    write_history(path, renamed)
+    assert read_events(path) == renamed
+
+
+def test_the_summary_reports_how_many_rows_meet_market_state(
+    market: tuple[Events, Dataset], tmp_path: Path
+) -> None:
+    events, _ = market
+    path = tmp_path / "history.parquet"
+    write_history(path, events)
+    printed = io.StringIO()
+    read_history(path, console=Console(file=printed, width=500))
+    covered = (replay(events).data.X[:, FEATURES.index("market_coverage")] > 0).mean()
+    assert 0.9 < covered < 1.0  # the first opportunities come before some of their tokens tick
+    assert f"market state for {covered:.1%} of those with an outcome" in printed.getvalue()
+
+
+def refusal(events: Events, tmp_path: Path) -> str:
+    path = tmp_path / "history.parquet"
+    write_history(path, events)
+    with pytest.raises(HistoryError) as raised:
+        read_history(path)
+    assert "no opportunity meets any market state, so its 16 market features" in str(raised.value)
+    return str(raised.value)
+
+
+def test_a_history_without_price_ticks_is_refused(
+    market: tuple[Events, Dataset], tmp_path: Path
+) -> None:
+    events, _ = market
+    message = refusal(Events([], events.opportunities, events.outcomes), tmp_path)
+    assert "the history has no price ticks" in message
+
+
+def test_prices_naming_tokens_otherwise_than_routes_are_refused_with_examples(
+    market: tuple[Events, Dataset], tmp_path: Path
+) -> None:
+    events, _ = market
+    tokens = sorted({p.token for p in events.prices})
+    address = {t: f"0x{i + 1:040x}" for i, t in enumerate(tokens)}
+    prices = [msgspec.structs.replace(p, token=address[p.token]) for p in events.prices]
+    message = refusal(Events(prices, events.opportunities, events.outcomes), tmp_path)
+    assert "no route token has a price: the routes name " in message
+    route = events.opportunities[0]
+    assert f"{route.chain}:" in message and "0x0000" in message  # examples of both sides
+    assert "not a tokenAddress in the prices" in message
+
+
+def test_prices_naming_chains_otherwise_than_routes_are_refused_with_their_names(
+    market: tuple[Events, Dataset], tmp_path: Path
+) -> None:
+    events, _ = market
+    prices = [msgspec.structs.replace(p, chain=f"eip155:{p.chain}") for p in events.prices]
+    message = refusal(Events(prices, events.opportunities, events.outcomes), tmp_path)
+    chain = sorted({o.chain for o in events.opportunities})[0]
+    assert f"the routes are on chains {chain}" in message and f"eip155:{chain}" in message
+
+
+def test_prices_of_a_later_time_are_refused_with_both_spans(
+    market: tuple[Events, Dataset], tmp_path: Path
+) -> None:
+    events, _ = market
+    prices = [msgspec.structs.replace(p, timestamp=p.timestamp + 86_400) for p in events.prices]
+    message = refusal(Events(prices, events.opportunities, events.outcomes), tmp_path)
+    assert "no opportunity with an outcome comes after a price tick of its route" in message
+    assert "price ticks from 2026-01-02T07:00:00+00:00" in message
+
+
+def test_a_feature_never_computed_is_refused_by_name(market: tuple[Events, Dataset]) -> None:
+    replayed = replay(market[0])
+    data = replayed.data
+    X = data.X.copy()
+    X[:, FEATURES.index("gas_trend")] = np.nan
+    gap = Replayed(
+        Dataset(X, data.y, data.profit_usd, data.timestamp, data.truth),
+        replayed.opportunities,
+        replayed.unlabelled,
+        replayed.orphans,
+    )
+    with pytest.raises(HistoryError, match="the feature gas_trend cannot be computed"):
+        check(gap, market[0], "history")
