@@ -242,6 +242,11 @@ class Prediction(Event, frozen=True):
     features: list[float | None] = msgspec.field(default_factory=list)
     # set on every prediction since failover; absent in older ones
     voters: list[str] | None = None
+    # seed 001's priceForecasts and volatilityForecast for the route's tokens (token -> {"5s":
+    # USD, ...}; token -> bps per sqrt(s) over the next minute), made from the token's last
+    # quote where models/forecast.json is fitted; absent before forecasts and when none is made
+    price_forecasts: dict[str, dict[str, float]] | None = None
+    volatility_forecast: dict[str, float] | None = None
 
 
 class Outcome(Event, frozen=True):

@@ -13,6 +13,7 @@ from ..events import Opportunity, Prediction
 from ..features import FEATURE_VERSION, opportunity_features
 from ..features.agent import MarketView
 from ..features.opportunity import route_keys
+from ..features.route_forecast import RouteForecasts
 from .ensemble import Ensemble, Scores
 from .members import MEMBERS
 
@@ -57,10 +58,14 @@ def encode_predictions(
     scores: Scores,
     latency_ms: np.ndarray,
     now: float,
+    forecasts: RouteForecasts | None = None,
 ) -> list[bytes]:
     """Each opportunity's prediction, JSON-encoded in one call for the whole batch, with the
-    features it was scored with (NaN, a missing feature, encodes as null)."""
+    features it was scored with (NaN, a missing feature, encodes as null) and its route's
+    ``forecasts`` when given."""
     threshold = scores.voting.threshold
+    none: list[None] = [None] * len(opportunities)
+    price_forecasts, volatility_forecast = forecasts or (none, none)
     recommendation, confidence = recommend(scores.vote.score, scores.vote.decision)
     rows = [
         _Checked(
@@ -81,6 +86,8 @@ def encode_predictions(
             FEATURE_VERSION,
             features,
             voters,
+            price_forecasts=prices,
+            volatility_forecast=volatility,
         )
         for (
             o,
@@ -94,6 +101,8 @@ def encode_predictions(
             sure,
             features,
             voters,
+            prices,
+            volatility,
         ) in zip(
             opportunities,
             scores.vote.score.tolist(),
@@ -106,6 +115,8 @@ def encode_predictions(
             confidence,
             X.tolist(),
             scores.voters,
+            price_forecasts,
+            volatility_forecast,
             strict=True,
         )
     ]
