@@ -69,7 +69,7 @@ def _mean(runs: list[dict], path: tuple[str, ...]) -> float:
     for run in runs:
         value = run
         for key in path:
-            value = value[int(key)] if isinstance(value, list) else value[key]
+            value = value[int(key)] if isinstance(value, list | tuple) else value[key]
         values.append(float(value))
     return float(np.mean(values))
 
