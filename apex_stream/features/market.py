@@ -181,26 +181,32 @@ class MarketState:
     @staticmethod
     def _forecast(s: np.ndarray, t: np.ndarray, logp: np.ndarray, params: ForecastParams) -> None:
         """Forecast columns of rows ``s`` (still holding the previous quote in LOGP) after a
-        tick: a GARCH step once per sample boundary crossed, the price forecasts every tick."""
+        tick: the price forecasts every tick, a GARCH step only in rows whose tick crossed a
+        sample boundary (a few per cent of ticks)."""
         sample = np.floor(t / params.sample_s)
         start = np.isnan(s[:, SAMPLE])  # a new token, or a row from before forecasts
-        k = np.where(start, 0.0, sample - s[:, SAMPLE])
-        crossed = k >= 1
-        # the last quote before a boundary is the sampled price at it
-        r2 = np.where(crossed, (s[:, LOGP] - s[:, SAMPLE_LOGP]) ** 2, 0.0)
-        var, long_run = garch_update(s[:, GVAR], s[:, GLR], r2, np.maximum(k, 1.0), params)
-        s[:, GVAR] = np.where(crossed, var, np.where(start, np.nan, s[:, GVAR]))
-        s[:, GLR] = np.where(crossed, long_run, np.where(start, np.nan, s[:, GLR]))
-        s[:, SAMPLE_LOGP] = np.where(start, logp, np.where(crossed, s[:, LOGP], s[:, SAMPLE_LOGP]))
-        s[:, SAMPLE] = np.where(start | crossed, sample, s[:, SAMPLE])
-        total = variance_sum(s[:, GVAR], s[:, GLR], params)
-        seconds = params.volatility_steps * params.sample_s
-        s[:, VOLF] = np.sqrt(total / seconds) * 1e4 if params.volatility else np.nan
-        kept = np.isin(HORIZONS_S, params.horizons_s)
+        if start.any():  # the first quote stands for the first sample; variances stay NaN
+            s[start, SAMPLE], s[start, SAMPLE_LOGP] = sample[start], logp[start]
+        crossed = ~start & (sample > s[:, SAMPLE])
+        if crossed.any():
+            c = s[crossed]
+            # the last quote before a boundary is the sampled price at it
+            r2 = (c[:, LOGP] - c[:, SAMPLE_LOGP]) ** 2
+            k = sample[crossed] - c[:, SAMPLE]
+            c[:, GVAR], c[:, GLR] = garch_update(c[:, GVAR], c[:, GLR], r2, k, params)
+            c[:, SAMPLE], c[:, SAMPLE_LOGP] = sample[crossed], c[:, LOGP]
+            if params.volatility:
+                total = variance_sum(c[:, GVAR], c[:, GLR], params)
+                c[:, VOLF] = np.sqrt(total / (params.volatility_steps * params.sample_s)) * 1e4
+            s[crossed] = c
+        # what is not kept stays NaN, also in a row published under other parameters
         s[:, FORECAST] = np.nan
+        if not params.volatility:
+            s[:, VOLF] = np.nan
+        kept = np.isin(HORIZONS_S, params.horizons_s)
         if kept.any():
             coef = np.asarray(params.momentum_coef, np.float64)
-            s[:, FORECAST][:, kept] = price_forecast(logp, s[:, EMA], coef)
+            s[:, FORECAST.start + np.flatnonzero(kept)] = price_forecast(logp, s[:, EMA], coef)
 
     def forecasts(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Price forecasts (rows, ``HORIZONS_S``) in USD and volatility forecasts (rows,) in bps
