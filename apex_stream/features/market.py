@@ -264,8 +264,9 @@ class MarketState:
         for key, blob in records.items():
             record = _decode_record(blob)
             row = self._row(key)  # may grow self.state: index only afterwards
-            values = np.frombuffer(record.row, np.float64)
-            self.state[row] = np.nan  # a row exported before forecasts is shorter
+            # a row exported before forecasts is shorter: its forecast columns load NaN
+            values = np.frombuffer(record.row, np.float64)[:WIDTH]
+            self.state[row] = np.nan
             self.state[row, : len(values)] = values
             for dex, logp, t in record.pools:
                 pool = self._pool_row(f"{key}:{dex}")
