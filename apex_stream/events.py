@@ -249,6 +249,11 @@ class Prediction(Event, frozen=True):
     # set on every prediction since the expected-profit rule; absent in older ones
     expected_profit_usd: float | None = None
     decision_rule: Name | None = None
+    # seed 001's priceForecasts and volatilityForecast for the route's tokens (token -> {"5s":
+    # USD, ...}; token -> bps per sqrt(s) over the next minute), made from the token's last
+    # quote where models/forecast.json is fitted; absent before forecasts and when none is made
+    price_forecasts: dict[str, dict[str, float]] | None = None
+    volatility_forecast: dict[str, float] | None = None
 
 
 class Outcome(Event, frozen=True):

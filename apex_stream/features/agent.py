@@ -18,6 +18,7 @@ from ..app import Pipeline
 from ..deadletter import split_valid
 from ..events import PriceTick
 from ..metrics import PRICE_TICKS
+from .forecast import load_params
 from .market import MarketState
 
 
@@ -38,13 +39,15 @@ class MarketView:
 def attach(pipeline: Pipeline) -> None:
     """Register the prices agent on the pipeline's app."""
     settings = pipeline.settings
-    owned = MarketState()
+    # the owner of a token's prices keeps its forecasts in the state it publishes
+    forecast = load_params(settings.models_dir)
+    owned = MarketState(forecast=forecast)
 
     @pipeline.app.on_partitions_revoked.connect
     async def forget(app: AppT, /, *args: Any, **kwargs: Any) -> None:
         """Tokens may move to another worker: continue from the table, not stale local rows."""
         nonlocal owned
-        owned = MarketState()
+        owned = MarketState(forecast=forecast)
 
     async def apply(messages: list[Any]) -> None:
         ticks, _, rejected = split_valid(messages, PriceTick, timestamps_ms=False)

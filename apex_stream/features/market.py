@@ -8,6 +8,9 @@ once per tick.
 
 A token's row (with its pools' last quotes) exports to bytes and imports back exactly, which
 is how the state is shared between workers and survives restarts (see ``features/agent.py``).
+Given fitted :class:`~apex_stream.features.forecast.ForecastParams`, the owner of a token's
+prices also keeps its price and volatility forecasts in the row (``FORECAST``, ``VOLF``), so a
+reader takes them as they are, without the parameters.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import msgspec
 import numpy as np
 
 from ..events import PriceTick
+from .forecast import HORIZONS_S, ForecastParams, garch_update, price_forecast, variance_sum
 
 #: Momentum horizons (s): momentum_h = log price - EMA_h(log price).
 HORIZONS = (5.0, 15.0, 30.0, 60.0, 300.0)
@@ -35,7 +39,13 @@ T, LOGP = 0, 1
 EMA = slice(2, 2 + len(HORIZONS))
 VOLR = slice(EMA.stop, EMA.stop + len(VOLUME_TAUS))
 PV, V, LIQ, LIQE, VAR, GARCH, GAS, GASF, GASS = range(VOLR.stop, VOLR.stop + 9)
-WIDTH = GASS + 1
+# forecasts (appended: rows exported before them load with these NaN): the sample index and
+# log price the GARCH's last return ended at, its next-sample and long-run variances, the
+# log price forecast per horizon and the volatility forecast (bps per sqrt(s))
+SAMPLE, SAMPLE_LOGP, GVAR, GLR = range(GASS + 1, GASS + 5)
+FORECAST = slice(GLR + 1, GLR + 1 + len(HORIZONS_S))
+VOLF = FORECAST.stop
+WIDTH = VOLF + 1
 
 TOKEN_FEATURES = (
     *(f"momentum_{int(h)}s" for h in HORIZONS),
@@ -78,7 +88,9 @@ def rounds(group: np.ndarray, order_key: np.ndarray) -> list[np.ndarray]:
 class MarketState:
     """Decayed statistics of every token seen; grows as tokens and pools appear."""
 
-    def __init__(self, capacity: int = 64) -> None:
+    def __init__(self, capacity: int = 64, forecast: ForecastParams | None = None) -> None:
+        #: fitted forecast parameters; None: the forecast columns stay NaN
+        self.forecast = forecast
         self.rows: dict[str, int] = {}  # "chain:token" -> row
         self.pool_rows: dict[str, int] = {}  # "chain:token:dex" -> pool row
         self.state = np.full((capacity, WIDTH), np.nan)
@@ -138,6 +150,7 @@ class MarketState:
         self.pool_state[pool] = np.column_stack([logp, t])
 
         s = np.where(new[:, None], 0.0, s)
+        s[new, SAMPLE:] = np.nan  # forecasts start empty (and stay so without parameters)
         keep = np.exp(-dt[:, None] / np.asarray(HORIZONS))
         s[:, EMA] = np.where(
             new[:, None], logp[:, None], keep * s[:, EMA] + (1 - keep) * logp[:, None]
@@ -159,9 +172,49 @@ class MarketState:
         s[:, GASF] = np.where(new, gas, fast * s[:, GASF] + (1 - fast) * gas)
         s[:, GASS] = np.where(new, gas, slow * s[:, GASS] + (1 - slow) * gas)
         s[:, GAS] = gas
+        if self.forecast is not None:
+            self._forecast(s, t, logp, self.forecast)
         s[:, LOGP] = logp
         s[:, T] = t
         self.state[r] = s
+
+    @staticmethod
+    def _forecast(s: np.ndarray, t: np.ndarray, logp: np.ndarray, params: ForecastParams) -> None:
+        """Forecast columns of rows ``s`` (still holding the previous quote in LOGP) after a
+        tick: the price forecasts every tick, a GARCH step only in rows whose tick crossed a
+        sample boundary (a few per cent of ticks)."""
+        sample = np.floor(t / params.sample_s)
+        start = np.isnan(s[:, SAMPLE])  # a new token, or a row from before forecasts
+        if start.any():  # the first quote stands for the first sample; variances stay NaN
+            s[start, SAMPLE], s[start, SAMPLE_LOGP] = sample[start], logp[start]
+        crossed = ~start & (sample > s[:, SAMPLE])
+        if crossed.any():
+            c = s[crossed]
+            # the last quote before a boundary is the sampled price at it
+            r2 = (c[:, LOGP] - c[:, SAMPLE_LOGP]) ** 2
+            k = sample[crossed] - c[:, SAMPLE]
+            c[:, GVAR], c[:, GLR] = garch_update(c[:, GVAR], c[:, GLR], r2, k, params)
+            c[:, SAMPLE], c[:, SAMPLE_LOGP] = sample[crossed], c[:, LOGP]
+            if params.volatility:
+                total = variance_sum(c[:, GVAR], c[:, GLR], params)
+                c[:, VOLF] = np.sqrt(total / (params.volatility_steps * params.sample_s)) * 1e4
+            s[crossed] = c
+        # what is not kept stays NaN, also in a row published under other parameters
+        s[:, FORECAST] = np.nan
+        if not params.volatility:
+            s[:, VOLF] = np.nan
+        kept = np.isin(HORIZONS_S, params.horizons_s)
+        if kept.any():
+            coef = np.asarray(params.momentum_coef, np.float64)
+            s[:, FORECAST.start + np.flatnonzero(kept)] = price_forecast(logp, s[:, EMA], coef)
+
+    def forecasts(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Price forecasts (rows, ``HORIZONS_S``) in USD and volatility forecasts (rows,) in bps
+        per sqrt(s) of token rows; NaN for unknown rows (-1) and forecasts not kept or made."""
+        known = rows >= 0
+        s = self.state[np.where(known, rows, 0)]
+        prices = np.where(known[:, None], np.exp(s[:, FORECAST]), np.nan)
+        return prices, np.where(known, s[:, VOLF], np.nan)
 
     def features(self, rows: np.ndarray, now: np.ndarray) -> np.ndarray:
         """``TOKEN_FEATURES`` of token rows (any shape); unknown rows (-1) give NaN. Each
@@ -211,7 +264,10 @@ class MarketState:
         for key, blob in records.items():
             record = _decode_record(blob)
             row = self._row(key)  # may grow self.state: index only afterwards
-            self.state[row] = np.frombuffer(record.row, np.float64)
+            # a row exported before forecasts is shorter: its forecast columns load NaN
+            values = np.frombuffer(record.row, np.float64)[:WIDTH]
+            self.state[row] = np.nan
+            self.state[row, : len(values)] = values
             for dex, logp, t in record.pools:
                 pool = self._pool_row(f"{key}:{dex}")
                 self.pool_state[pool] = (logp, t)

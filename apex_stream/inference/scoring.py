@@ -13,6 +13,7 @@ from ..events import Opportunity, Prediction
 from ..features import FEATURE_VERSION, opportunity_features
 from ..features.agent import MarketView
 from ..features.opportunity import route_keys
+from ..features.route_forecast import RouteForecasts
 from .ensemble import Ensemble, Scores
 from .members import MEMBERS
 
@@ -57,11 +58,15 @@ def encode_predictions(
     scores: Scores,
     latency_ms: np.ndarray,
     now: float,
+    forecasts: RouteForecasts | None = None,
 ) -> list[bytes]:
     """Each opportunity's prediction, JSON-encoded in one call for the whole batch, with the
-    features it was scored with (NaN, a missing feature, encodes as null)."""
+    features it was scored with (NaN, a missing feature, encodes as null) and its route's
+    ``forecasts`` when given."""
     threshold = scores.voting.threshold
     rule = scores.voting.rule
+    none: list[None] = [None] * len(opportunities)
+    price_forecasts, volatility_forecast = forecasts or (none, none)
     recommendation, confidence = recommend(scores.vote.score, scores.vote.decision)
     rows = [
         _Checked(
@@ -84,6 +89,8 @@ def encode_predictions(
             voters,
             expected,
             rule,
+            price_forecasts=prices,
+            volatility_forecast=volatility,
         )
         for (
             o,
@@ -98,6 +105,8 @@ def encode_predictions(
             features,
             voters,
             expected,
+            prices,
+            volatility,
         ) in zip(
             opportunities,
             scores.vote.score.tolist(),
@@ -111,6 +120,8 @@ def encode_predictions(
             X.tolist(),
             scores.voters,
             scores.expected_profit_usd.tolist(),
+            price_forecasts,
+            volatility_forecast,
             strict=True,
         )
     ]

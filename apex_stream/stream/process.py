@@ -21,6 +21,7 @@ import numpy as np
 from ..deadletter import dead_letter, split_valid
 from ..events import Alert, DeadLetter, Event, Opportunity, Outcome
 from ..features import FEATURES
+from ..features.route_forecast import route_forecasts
 from ..inference.ensemble import Scores
 from ..inference.failures import Failures
 from ..inference.members import MEMBERS
@@ -134,7 +135,8 @@ class Process:
         n = len(kept)
         record_s = np.fromiter((r.timestamp for r in kept), np.float64, n) / 1000.0
         latency_ms = np.maximum(now - record_s, 0.0) * 1000.0
-        payloads = encode_predictions(opportunities, X, scores, latency_ms, now)
+        forecasts = route_forecasts(opportunities, self.scorer.view.state)
+        payloads = encode_predictions(opportunities, X, scores, latency_ms, now, forecasts)
         member_scores, versions = member_matrix(scores)
         ids = [o.opportunity_id for o in opportunities]
         keys = list(map(str.encode, ids))

@@ -126,6 +126,10 @@ async def test_outcomes_teach_the_online_learner(
         summary = get(port, "/models/summary")
         # the monitor's periodic figures reach the metrics topic (for the dashboard)
         figures = [decode(m.value, Metric) for m in await collect(settings, "metrics", 1, 20)]
+        predictions = [
+            decode(m.value, Prediction)
+            for m in await collect(settings, "predictions", len(opportunities), timeout=60)
+        ]
     assert summary["online_learned"] - before == len(outcomes)
     online = summary["performance"]["online@1.0.0"]
     assert online["samples"] == len(outcomes) >= 5_000
@@ -138,6 +142,22 @@ async def test_outcomes_teach_the_online_learner(
         assert summary["performance"][f"{member}@1.0.0"]["auc"] > 0.6
     assert figures and figures[0].source.startswith("worker-")
     assert {"scored", "latency_p99_ms", "online_error_rate"} <= figures[0].values.keys()
+    # with the market applied first, predictions carry their route tokens' forecasts
+    # (models/forecast.json), near the tokens' quotes
+    quoted = {(t.chain, t.token): t.price for t in prices}
+    tokens = {o.opportunity_id: o.tokens for o in opportunities}
+    carried = [p for p in predictions if p.price_forecasts is not None]
+    assert len(carried) >= 0.95 * len(predictions)
+    for p in carried:
+        assert p.price_forecasts is not None and set(p.price_forecasts) == set(
+            tokens[p.opportunity_id]
+        )
+        for token, forecast in p.price_forecasts.items():
+            assert set(forecast) == {"5s", "10s", "15s", "30s"}
+            assert all(abs(f / quoted[(p.chain, token)] - 1) < 0.02 for f in forecast.values())
+    volatility = [p for p in predictions if p.volatility_forecast]
+    assert len(volatility) >= 0.5 * len(predictions)
+    assert all(v > 0 for p in volatility for v in (p.volatility_forecast or {}).values())
 
 
 async def test_two_workers_share_the_partitions_and_score_everything(

@@ -14,8 +14,9 @@ import msgspec
 import numpy as np
 import pytest
 
-from apex_stream.events import Alert, DeadLetter, Prediction, decode, encode
+from apex_stream.events import Alert, DeadLetter, Prediction, PriceTick, decode, encode
 from apex_stream.features import MarketState
+from apex_stream.features.forecast import ForecastParams
 from apex_stream.inference.ensemble import Ensemble
 from apex_stream.inference.members import MEMBERS
 from apex_stream.inference.scoring import Scorer, encode_predictions
@@ -186,3 +187,52 @@ def test_a_partition_rebuilt_from_its_predictions_joins_later_outcomes(
     assert process.learning.learner.learned == learned + 4
     assert len(rebuilt.joins[3]) == 0
     assert msgspec.json.decode(stored[0])["opportunity_id"] == "o0"
+
+
+def test_predictions_carry_the_forecasts_of_their_route_tokens(ensemble: Ensemble) -> None:
+    params = ForecastParams(
+        version="test",
+        horizons_s=[5.0, 30.0],
+        momentum_coef=[[0.0, 1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]],
+        volatility=True,
+        sample_s=5.0,
+        alpha=0.2,
+        beta=0.7,
+        long_run_samples=10.0,
+        volatility_steps=12,
+    )
+    view = View()
+    view.state = MarketState(forecast=params)
+    start = time.time() - 60.0
+    view.state.update(
+        [
+            PriceTick(
+                chain="ethereum",
+                token=token,
+                dex=f"d{i % 2}",
+                price=price * (1.0 + 0.001 * (-1) ** i),
+                volume=1.0,
+                liquidity=1e6,
+                gas_price=20.0,
+                timestamp=start + i,
+            )
+            for token, price in (("WETH", 3000.0), ("USDC", 1.0))
+            for i in range(40)
+        ]
+    )
+    settings = Settings()
+    learning = Learning(ensemble.online, ensemble.online_means, 0.5, 10_000)
+    process = Process(settings, Scorer(ensemble, view), learning, Monitor(settings, "test"))
+    routes = [["WETH", "USDC"], ["WETH", "DAI"], ["DAI", "LINK"]]
+    out = process.run(
+        records([opportunity(i, f"r{i}", r) for i, r in enumerate(routes)], "opportunities"), []
+    )
+    both, weth_only, unquoted = (decode(v, Prediction) for _, v in out.predictions[0])
+    assert both.price_forecasts is not None and both.volatility_forecast is not None
+    assert set(both.price_forecasts) == {"WETH", "USDC"} == set(both.volatility_forecast)
+    assert set(both.price_forecasts["WETH"]) == {"5s", "30s"}
+    assert both.price_forecasts["WETH"]["5s"] == pytest.approx(3000.0, rel=2e-3)
+    assert both.price_forecasts["USDC"]["30s"] == pytest.approx(1.0, rel=2e-3)
+    assert both.volatility_forecast["WETH"] > 0
+    assert weth_only.price_forecasts == {"WETH": both.price_forecasts["WETH"]}
+    assert unquoted.price_forecasts is None and unquoted.volatility_forecast is None
