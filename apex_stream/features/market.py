@@ -10,7 +10,8 @@ A token's row (with its pools' last quotes) exports to bytes and imports back ex
 is how the state is shared between workers and survives restarts (see ``features/agent.py``).
 Given fitted :class:`~apex_stream.features.forecast.ForecastParams`, the owner of a token's
 prices also keeps its price and volatility forecasts in the row (``FORECAST``, ``VOLF``), so a
-reader takes them as they are, without the parameters.
+reader takes them as they are, without the parameters; an owner without parameters clears them,
+so it never republishes forecasts another owner made.
 """
 
 from __future__ import annotations
@@ -21,10 +22,17 @@ import msgspec
 import numpy as np
 
 from ..events import PriceTick
-from .forecast import HORIZONS_S, ForecastParams, garch_update, price_forecast, variance_sum
+from .forecast import (
+    EMA_HORIZONS_S,
+    HORIZONS_S,
+    ForecastParams,
+    garch_update,
+    price_forecast,
+    variance_sum,
+)
 
 #: Momentum horizons (s): momentum_h = log price - EMA_h(log price).
-HORIZONS = (5.0, 15.0, 30.0, 60.0, 300.0)
+HORIZONS = EMA_HORIZONS_S
 VOLUME_TAUS = (5.0, 60.0, 300.0)  # volume-rate EMAs: fast, moving average, slow
 VWAP_S, LIQUIDITY_S, VOLATILITY_S = 60.0, 300.0, 60.0
 GAS_FAST, GAS_SLOW = 15.0, 300.0
@@ -41,11 +49,13 @@ VOLR = slice(EMA.stop, EMA.stop + len(VOLUME_TAUS))
 PV, V, LIQ, LIQE, VAR, GARCH, GAS, GASF, GASS = range(VOLR.stop, VOLR.stop + 9)
 # forecasts (appended: rows exported before them load with these NaN): the sample index and
 # log price the GARCH's last return ended at, its next-sample and long-run variances, the
-# log price forecast per horizon and the volatility forecast (bps per sqrt(s))
+# log price forecast per horizon, the volatility forecast (bps per sqrt(s)), and the sample_s
+# SAMPLE counts in (a fit with another sample_s restarts the GARCH instead of reading it)
 SAMPLE, SAMPLE_LOGP, GVAR, GLR = range(GASS + 1, GASS + 5)
 FORECAST = slice(GLR + 1, GLR + 1 + len(HORIZONS_S))
 VOLF = FORECAST.stop
-WIDTH = VOLF + 1
+SAMPLE_S = VOLF + 1
+WIDTH = SAMPLE_S + 1
 
 TOKEN_FEATURES = (
     *(f"momentum_{int(h)}s" for h in HORIZONS),
@@ -89,8 +99,12 @@ class MarketState:
     """Decayed statistics of every token seen; grows as tokens and pools appear."""
 
     def __init__(self, capacity: int = 64, forecast: ForecastParams | None = None) -> None:
-        #: fitted forecast parameters; None: the forecast columns stay NaN
+        #: fitted forecast parameters; None: the forecast columns are NaN in every row updated
         self.forecast = forecast
+        if forecast is not None:  # per batch they would be rebuilt every round
+            kept = np.isin(HORIZONS_S, forecast.horizons_s)
+            self._forecast_cols = FORECAST.start + np.flatnonzero(kept)
+            self._coef = np.asarray(forecast.momentum_coef, np.float64).reshape(-1, len(HORIZONS))
         self.rows: dict[str, int] = {}  # "chain:token" -> row
         self.pool_rows: dict[str, int] = {}  # "chain:token:dex" -> pool row
         self.state = np.full((capacity, WIDTH), np.nan)
@@ -150,7 +164,7 @@ class MarketState:
         self.pool_state[pool] = np.column_stack([logp, t])
 
         s = np.where(new[:, None], 0.0, s)
-        s[new, SAMPLE:] = np.nan  # forecasts start empty (and stay so without parameters)
+        s[new, SAMPLE:] = np.nan  # forecasts start empty
         keep = np.exp(-dt[:, None] / np.asarray(HORIZONS))
         s[:, EMA] = np.where(
             new[:, None], logp[:, None], keep * s[:, EMA] + (1 - keep) * logp[:, None]
@@ -174,19 +188,26 @@ class MarketState:
         s[:, GAS] = gas
         if self.forecast is not None:
             self._forecast(s, t, logp, self.forecast)
+        else:  # a row loaded from the table keeps no forecast its owner made before
+            s[:, SAMPLE:] = np.nan
         s[:, LOGP] = logp
         s[:, T] = t
         self.state[r] = s
 
-    @staticmethod
-    def _forecast(s: np.ndarray, t: np.ndarray, logp: np.ndarray, params: ForecastParams) -> None:
+    def _forecast(
+        self, s: np.ndarray, t: np.ndarray, logp: np.ndarray, params: ForecastParams
+    ) -> None:
         """Forecast columns of rows ``s`` (still holding the previous quote in LOGP) after a
         tick: the price forecasts every tick, a GARCH step only in rows whose tick crossed a
         sample boundary (a few per cent of ticks)."""
         sample = np.floor(t / params.sample_s)
-        start = np.isnan(s[:, SAMPLE])  # a new token, or a row from before forecasts
-        if start.any():  # the first quote stands for the first sample; variances stay NaN
+        # a new token, a row from before forecasts, or one sampled at another sample_s (its
+        # SAMPLE and variances are in other units)
+        start = s[:, SAMPLE_S] != params.sample_s  # NaN included
+        if start.any():  # the first quote stands for the first sample; variances restart
+            s[start, SAMPLE:] = np.nan
             s[start, SAMPLE], s[start, SAMPLE_LOGP] = sample[start], logp[start]
+            s[start, SAMPLE_S] = params.sample_s
         crossed = ~start & (sample > s[:, SAMPLE])
         if crossed.any():
             c = s[crossed]
@@ -203,10 +224,8 @@ class MarketState:
         s[:, FORECAST] = np.nan
         if not params.volatility:
             s[:, VOLF] = np.nan
-        kept = np.isin(HORIZONS_S, params.horizons_s)
-        if kept.any():
-            coef = np.asarray(params.momentum_coef, np.float64)
-            s[:, FORECAST.start + np.flatnonzero(kept)] = price_forecast(logp, s[:, EMA], coef)
+        if len(self._coef):
+            s[:, self._forecast_cols] = price_forecast(logp, s[:, EMA], self._coef)
 
     def forecasts(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Price forecasts (rows, ``HORIZONS_S``) in USD and volatility forecasts (rows,) in bps

@@ -99,10 +99,13 @@ def route_rows(
 
 
 def opportunity_features(
-    opportunities: Sequence[Opportunity], market: MarketState, keys: list[str] | None = None
+    opportunities: Sequence[Opportunity],
+    market: MarketState,
+    keys: list[str] | None = None,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """The (n, len(FEATURES)) float32 feature matrix of a micro-batch (``keys``: its
-    :func:`route_keys`, when the caller has them already)."""
+    :func:`route_keys`, ``rows``: its :func:`route_rows`, when the caller has them already)."""
     f = _fields(opportunities)
     profit, output, amount, gas, confidence, ts, n_tokens, n_dexes = f.T
     hour = (ts % 86_400.0) / 3_600.0
@@ -125,7 +128,7 @@ def opportunity_features(
         np.cos(2 * np.pi * hour / 24),
     ]
 
-    rows = route_rows(opportunities, market, keys)
+    rows = route_rows(opportunities, market, keys) if rows is None else rows
     tok = market.features(rows, ts[:, None])  # (n, MAX_TOKENS, len(TOKEN_FEATURES))
     on_route = (rows >= 0)[..., None]
     known = on_route.sum(axis=1)  # (n, 1)

@@ -4,7 +4,8 @@ Price: RMSE in bps of the log price forecast against the token's first quote at 
 (what a user can check on their own ticks) and against the hidden mid at t + h, beside the same
 for the last quote. Volatility: QLIKE and RMSE of the forecast summed variance of the next
 ``steps`` sampled returns against their realized sum, beside rolling volatilities (the mean
-squared sampled return over a trailing window, times ``steps``).
+squared sampled return over a trailing window, times ``steps``) and EWMAs of the squared
+sampled returns (RiskMetrics-style, by half-life), the strongest naive baselines.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from .track import Track
 
 #: Trailing windows (samples) of the rolling-volatility baselines: 1, 5 and 10 minutes at 5 s.
 ROLLING = (12, 60, 120)
+#: Half-lives (samples) of the EWMA baselines: 30 s, 1, 2 and 5 minutes at 5 s.
+EWMA_HALF_LIVES = (6, 12, 24, 60)
 
 
 def rmse_bps(forecast: np.ndarray, actual: np.ndarray) -> float:
@@ -70,11 +73,29 @@ def qlike(forecast: np.ndarray, realized: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class VolatilityErrors:
-    """QLIKE and RMSE (bps^2) of the forecast and of each rolling window, and the sample size."""
+    """QLIKE and RMSE (bps^2) of the forecast, of each rolling window and of each EWMA (by
+    half-life), and the sample size."""
 
     forecast: tuple[float, float]
     rolling: dict[int, tuple[float, float]]
+    ewma: dict[int, tuple[float, float]]
     n: int
+
+    def best_baseline(self) -> float:
+        """The lowest QLIKE of every naive baseline: what the forecast must beat."""
+        return min(q for q, _ in [*self.rolling.values(), *self.ewma.values()])
+
+
+def ewma(r2: np.ndarray, half_life: float) -> np.ndarray:
+    """EWMA (samples, tokens) of squared returns with this half-life in samples, each row
+    including its own sample; it starts at a token's first finite value."""
+    lam = 0.5 ** (1.0 / half_life)
+    out = np.empty_like(r2)
+    e = r2[0]
+    for j, x in enumerate(r2):
+        e = np.where(np.isnan(e), x, lam * e + (1.0 - lam) * x)
+        out[j] = e
+    return out
 
 
 def volatility_errors(
@@ -96,14 +117,18 @@ def volatility_errors(
         w: np.stack([r2[max(0, j - w + 1) : j + 1].mean(axis=0) * steps for j in range(n)])
         for w in ROLLING
     }
+    smooth = {h: ewma(r2, h)[:n] * steps for h in EWMA_HALF_LIVES}
     keep = np.zeros(realized.shape, bool)
     keep[warm:] = True
     keep &= (realized > 0) & np.isfinite(forecast) & (forecast > 0)
-    keep &= np.all([b > 0 for b in baselines.values()], axis=0)
+    keep &= np.all([b > 0 for b in [*baselines.values(), *smooth.values()]], axis=0)
 
     def scores(f: np.ndarray) -> tuple[float, float]:
         return qlike(f[keep], realized[keep]), rmse_bps(f[keep] * 1e4, realized[keep] * 1e4)
 
     return VolatilityErrors(
-        scores(forecast), {w: scores(b) for w, b in baselines.items()}, int(keep.sum())
+        scores(forecast),
+        {w: scores(b) for w, b in baselines.items()},
+        {h: scores(b) for h, b in smooth.items()},
+        int(keep.sum()),
     )

@@ -12,7 +12,7 @@ import numpy as np
 from ..events import Opportunity, Prediction
 from ..features import FEATURE_VERSION, opportunity_features
 from ..features.agent import MarketView
-from ..features.opportunity import route_keys
+from ..features.opportunity import route_keys, route_rows
 from ..features.route_forecast import RouteForecasts
 from .ensemble import Ensemble, Scores
 from .members import MEMBERS
@@ -30,9 +30,19 @@ class Scorer:
     ) -> tuple[np.ndarray, Scores]:
         """The feature matrix and the ensemble's scores for a batch (at ``threshold`` instead of
         the configured one when given)."""
+        X, scores, _ = self.score_routes(opportunities, threshold)
+        return X, scores
+
+    def score_routes(
+        self, opportunities: Sequence[Opportunity], threshold: float | None = None
+    ) -> tuple[np.ndarray, Scores, np.ndarray]:
+        """:meth:`score`, plus the batch's (n, MAX_TOKENS) route rows in the market state, for
+        what else reads the routes' tokens (their forecasts) without looking them up again."""
         keys = route_keys(opportunities)
-        X = opportunity_features(opportunities, self.view.refresh(set(keys)), keys)
-        return X, self.ensemble.score(X, [o.route_id for o in opportunities], threshold)
+        market = self.view.refresh(set(keys))
+        rows = route_rows(opportunities, market, keys)
+        X = opportunity_features(opportunities, market, rows=rows)
+        return X, self.ensemble.score(X, [o.route_id for o in opportunities], threshold), rows
 
 
 #: A Prediction built from values the batch already checked (finite scores and times), so

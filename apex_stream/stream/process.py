@@ -124,7 +124,7 @@ class Process:
         if not opportunities:
             return []
         try:
-            X, scores = self.scorer.score(opportunities)
+            X, scores, rows = self.scorer.score_routes(opportunities)
         except Exception as exc:  # a bad batch must not stop the stream
             log.exception("scoring a batch of %d failed; dead-lettering it", len(kept))
             reason = f"processing failed: {type(exc).__name__}: {exc}"
@@ -135,7 +135,7 @@ class Process:
         n = len(kept)
         record_s = np.fromiter((r.timestamp for r in kept), np.float64, n) / 1000.0
         latency_ms = np.maximum(now - record_s, 0.0) * 1000.0
-        forecasts = route_forecasts(opportunities, self.scorer.view.state)
+        forecasts = route_forecasts(opportunities, self.scorer.view.state, rows)
         payloads = encode_predictions(opportunities, X, scores, latency_ms, now, forecasts)
         member_scores, versions = member_matrix(scores)
         ids = [o.opportunity_id for o in opportunities]

@@ -1,6 +1,8 @@
 """Forecast maths against hand computations, and MarketState keeping forecasts: a GARCH step per
 sample boundary as computed by hand, a denoised price on quotes whose mid is known, batches equal
-to ticks one by one, rows exported before forecasts loading, and the shipped parameters."""
+to ticks one by one, rows exported before forecasts loading, no stale forecast republished, a
+change of sample_s, parameters refused when loaded, forecasts left out once their time has
+passed, and the shipped parameters."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import msgspec
 import numpy as np
 import pytest
 
-from apex_stream.events import PriceTick
+from apex_stream.errors import ModelError
+from apex_stream.events import Opportunity, PriceTick
 from apex_stream.features.forecast import (
     HORIZONS_S,
     ForecastParams,
@@ -27,11 +30,16 @@ from apex_stream.features.market import (
     GASS,
     GLR,
     GVAR,
+    SAMPLE,
+    SAMPLE_S,
     VOLF,
     WIDTH,
     MarketState,
     TokenRecord,
 )
+from apex_stream.features.opportunity import route_rows
+from apex_stream.features.route_forecast import route_forecasts
+from tests.support.events import opportunity
 
 MODELS = Path(__file__).resolve().parents[3] / "models"
 T0 = 1_700_000_000.0  # a multiple of 5 s: sample boundaries fall on whole multiples of T0 + 5
@@ -84,6 +92,17 @@ def test_a_return_over_k_samples_is_k_steps_of_its_share() -> None:
     for _ in range(3):
         var, lr = garch_update(var, lr, one(per), one(1.0), PARAMS)
     at_once, lr_at_once = garch_update(one(8e-6), one(per), one(3 * per), one(3.0), PARAMS)
+    assert at_once[0] == pytest.approx(var[0], rel=1e-12)
+    assert lr_at_once[0] == pytest.approx(lr[0], rel=1e-12)
+
+
+def test_k_steps_at_once_equal_k_steps_one_by_one_with_the_long_run_moving() -> None:
+    # the long run starts far from the per-sample share and moves towards it every step
+    per = 3e-6
+    var, lr = one(8e-6), one(2e-6)
+    for _ in range(3):
+        var, lr = garch_update(var, lr, one(per), one(1.0), PARAMS)
+    at_once, lr_at_once = garch_update(one(8e-6), one(2e-6), one(3 * per), one(3.0), PARAMS)
     assert at_once[0] == pytest.approx(var[0], rel=1e-12)
     assert lr_at_once[0] == pytest.approx(lr[0], rel=1e-12)
 
@@ -186,6 +205,91 @@ def test_a_row_exported_before_forecasts_loads_and_its_forecasts_restart() -> No
     np.testing.assert_array_equal(copy.state[0, EMA], source.state[0, EMA])
     copy.update([tick(102.0, 11.0), tick(103.0, 16.0)])
     assert np.isfinite(copy.state[0, FORECAST]).all() and np.isfinite(copy.state[0, VOLF])
+
+
+def test_without_parameters_a_loaded_row_republishes_no_forecasts() -> None:
+    # a former owner published forecasts at 3000; an owner without parameters takes over
+    source = MarketState(forecast=PARAMS)
+    source.update([tick(3000.0, 1.0), tick(3000.0, 6.0), tick(3000.0, 11.0)])
+    assert np.isfinite(source.state[0, FORECAST]).all()
+    owner = MarketState()
+    owner.load(source.export(["eth:WETH"]))
+    owner.update([tick(2500.0, 12.0)])
+    assert np.isnan(owner.state[0, SAMPLE:]).all()
+    prices, vol = owner.forecasts(np.array([0]))
+    assert np.isnan(prices).all() and np.isnan(vol).all()
+    assert MarketState().forecasts(np.array([-1]))[0].shape == (1, len(HORIZONS_S))
+
+
+def test_a_fit_with_another_sample_s_restarts_the_garch_instead_of_freezing() -> None:
+    old = MarketState(forecast=PARAMS)
+    old.update([tick(100.0 + i % 3, 2.0 * i) for i in range(30)])  # 5 s samples, to t = 58
+    ten = msgspec.structs.replace(PARAMS, sample_s=10.0)
+    later = [tick(100.0 + i % 4, 60.0 + 3.0 * i) for i in range(20)]
+    moved, fresh = MarketState(forecast=ten), MarketState(forecast=ten)
+    moved.load(old.export(["eth:WETH"]))
+    moved.update(later)
+    fresh.update(later)
+    # the loaded row's GARCH starts again at the first tick, exactly as a new token's (its
+    # price forecasts differ: they read the token's EMAs, which carry on)
+    garch = np.r_[SAMPLE : GLR + 1, VOLF, SAMPLE_S]
+    np.testing.assert_allclose(moved.state[0, garch], fresh.state[0, garch], rtol=1e-12)
+    assert moved.state[0, SAMPLE] == math.floor((T0 + 117.0) / 10.0)
+    assert np.isfinite(moved.state[0, VOLF])
+
+
+def test_late_ticks_leave_the_garch_where_it_is() -> None:
+    market = MarketState(forecast=PARAMS)
+    market.update([tick(100.0, 1.0), tick(101.0, 6.0), tick(102.0, 11.0)])
+    before = market.state[0, SAMPLE : GLR + 1].copy()
+    market.update([tick(99.0, 2.0)])  # a tick from two samples ago arrives late
+    np.testing.assert_array_equal(market.state[0, SAMPLE : GLR + 1], before)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"horizons_s": [30.0, 5.0]}, "sorted"),
+        ({"horizons_s": [5.0, 7.0]}, "among"),
+        ({"momentum_coef": [[0.0] * 5]}, "one row per horizon"),
+        ({"momentum_coef": [[0.0] * 4] * 4}, "5 coefficients"),
+        ({"alpha": 0.4, "beta": 0.6}, "alpha + beta < 1"),
+        ({"alpha": -0.1}, ">= 0"),
+        ({"sample_s": 0.0}, "sample_s"),
+    ],
+)
+def test_a_bad_parameters_file_is_refused_when_loaded(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    raw = msgspec.to_builtins(PARAMS) | change
+    (tmp_path / "forecast.json").write_bytes(msgspec.json.encode(raw))
+    with pytest.raises(ModelError, match="forecast.fit") as error:
+        load_params(tmp_path)
+    assert message in str(error.value)
+
+
+def test_forecasts_whose_time_has_passed_are_left_out() -> None:
+    market = MarketState(forecast=PARAMS)
+    market.update([tick(100.0 + i % 2, 2.0 * i) for i in range(10)])  # last quote at T0 + 18
+    market.update([tick(1.0 + 0.01 * (i % 2), 2.0 * i, token="USDC") for i in range(10)])
+    ages = [3.0, 7.0, 12.0, 40.0, 70.0]
+    opportunities: list[Opportunity] = [
+        msgspec.structs.replace(
+            opportunity(i, f"r{i}", ["WETH", "USDC", "DAI"]), chain="eth", timestamp=T0 + 18 + age
+        )
+        for i, age in enumerate(ages)
+    ]
+    prices, vols = route_forecasts(opportunities, market, route_rows(opportunities, market))
+    due = [{token: list(p) for token, p in route.items()} if route else None for route in prices]
+    assert due == [
+        {"WETH": ["5s", "10s", "15s", "30s"], "USDC": ["5s", "10s", "15s", "30s"]},
+        {"WETH": ["10s", "15s", "30s"], "USDC": ["10s", "15s", "30s"]},
+        {"WETH": ["15s", "30s"], "USDC": ["15s", "30s"]},
+        None,  # 40 s: every price horizon has passed
+        None,
+    ]
+    assert [set(v) if v else None for v in vols] == [{"WETH", "USDC"}] * 4 + [None]
+    assert prices[1] is not None and prices[1]["WETH"]["10s"] == prices[0]["WETH"]["10s"]
 
 
 # the shipped parameters -------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from apex_stream.forecast.fit import fit_garch
-from apex_stream.forecast.measure import qlike, sampled_returns
+from apex_stream.forecast.measure import ewma, qlike, sampled_returns
 from apex_stream.forecast.track import Track
 
 pytest.importorskip("arch")
@@ -62,3 +62,13 @@ def test_qlike_is_zero_for_a_perfect_forecast_and_positive_otherwise() -> None:
     realized = np.array([1.0, 2.0, 4.0])
     assert qlike(realized, realized) == 0.0
     assert qlike(realized * 2, realized) > 0 and qlike(realized / 2, realized) > 0
+
+
+def test_the_ewma_baseline_weighs_each_sample_by_its_half_life() -> None:
+    r2 = np.array([[np.nan, 4.0], [2.0, 8.0], [6.0, 2.0]])
+    lam = 0.5 ** (1 / 2)
+    got = ewma(r2, 2.0)
+    assert np.isnan(got[0, 0]) and got[1, 0] == 2.0  # a token's EWMA starts at its first value
+    assert got[2, 0] == pytest.approx(lam * 2.0 + (1 - lam) * 6.0)
+    second = lam * 4.0 + (1 - lam) * 8.0
+    assert got[:, 1] == pytest.approx([4.0, second, lam * second + (1 - lam) * 2.0])
