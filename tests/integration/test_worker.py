@@ -143,18 +143,22 @@ async def test_outcomes_teach_the_online_learner(
     assert figures and figures[0].source.startswith("worker-")
     assert {"scored", "latency_p99_ms", "online_error_rate"} <= figures[0].values.keys()
     # with the market applied first, predictions carry their route tokens' forecasts
-    # (models/forecast.json), near the tokens' quotes
+    # (models/forecast.json), near the tokens' quotes; a horizon whose time has passed by the
+    # opportunity (a token quoted more than h seconds before it) is left out, the shortest first
     quoted = {(t.chain, t.token): t.price for t in prices}
     tokens = {o.opportunity_id: o.tokens for o in opportunities}
     carried = [p for p in predictions if p.price_forecasts is not None]
     assert len(carried) >= 0.95 * len(predictions)
+    labels = ["5s", "10s", "15s", "30s"]
+    complete = 0
     for p in carried:
-        assert p.price_forecasts is not None and set(p.price_forecasts) == set(
-            tokens[p.opportunity_id]
-        )
+        assert p.price_forecasts is not None
+        assert set(p.price_forecasts) <= set(tokens[p.opportunity_id])
+        complete += set(p.price_forecasts) == set(tokens[p.opportunity_id])
         for token, forecast in p.price_forecasts.items():
-            assert set(forecast) == {"5s", "10s", "15s", "30s"}
+            assert list(forecast) == labels[len(labels) - len(forecast) :]
             assert all(abs(f / quoted[(p.chain, token)] - 1) < 0.02 for f in forecast.values())
+    assert complete >= 0.9 * len(carried)
     volatility = [p for p in predictions if p.volatility_forecast]
     assert len(volatility) >= 0.5 * len(predictions)
     assert all(v > 0 for p in volatility for v in (p.volatility_forecast or {}).values())
