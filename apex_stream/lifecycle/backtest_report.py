@@ -131,7 +131,7 @@ def history_notes(result: BacktestResult) -> str:
     notes.append(
         "- Features computed exactly as the worker computes them "
         "(`apex_stream/training/dataset.py`"
-        + (", `apex_stream/training/history.py` for your history)." if result.user else ").")
+        + (", `apex_stream/training/history/` for your history)." if result.user else ").")
     )
     if len(result.seeds) > 1:
         notes.append(
