@@ -124,9 +124,7 @@ def main() -> None:
         fixed, sequential = (ever_significant(a, b, alpha, s) for s in (False, True))
         print(f"| {a} | {b} | {alpha} | {fixed:.1%} | {sequential:.1%} |")
     print("\nProfit per opportunity (expected-profit rule)\n")
-    print(
-        "| control (success rate, USD) | candidate | alpha | z-test at every look | sequential p |"
-    )
+    print("| control (USD) | candidate (USD) | alpha | z-test at every look | sequential p |")
     print("|---|---|---|---|---|")
     for a, b, alpha in PROFIT_CASES:
         fixed, sequential = (ever_significant_profit(a, b, alpha, s) for s in (False, True))
