@@ -159,6 +159,8 @@ class Settings(BaseSettings):
     ab_min_samples: int = Field(default=200, ge=1)
     ab_alpha: float = Field(default=0.01, gt=0, lt=1)
     ab_effect_sd: float = Field(default=0.05, gt=0, lt=1)
+    # the same under the expected-profit rule, which compares profit per opportunity (USD)
+    ab_profit_effect_sd_usd: float = Field(default=0.5, gt=0)
     retrain_min_samples: int = Field(default=20_000, ge=100)
     retrain_min_interval_s: float = Field(default=6 * 3600.0, ge=0)
     retrain_window: int = Field(default=200_000, ge=100)

@@ -40,7 +40,12 @@ def build(settings: Settings) -> tuple[Pipeline, BatchSource]:
     pipeline = Pipeline(settings)
     ensemble = Ensemble(settings)
     learning = Learning(
-        ensemble.online, ensemble.online_means, settings.threshold, settings.learner_snapshot_every
+        ensemble.online,
+        ensemble.online_means,
+        settings.threshold,
+        settings.learner_snapshot_every,
+        rule=settings.decision_rule,
+        min_expected_profit_usd=settings.min_expected_profit_usd,
     )
     scorer = Scorer(ensemble, MarketView(pipeline))
     process = Process(settings, scorer, learning, Monitor(settings, source=f"worker-{os.getpid()}"))

@@ -2,8 +2,10 @@
 published to every worker for live reload.
 
 ``/models/promote-winner`` decides the member's running A/B test with the sequential test the
-lifecycle controller uses (:func:`apex_stream.lifecycle.abtest.decide`), on the outcomes this
-worker has joined (its partitions) since it started.
+lifecycle controller uses (:func:`apex_stream.lifecycle.abtest.decide`: win rates under the
+threshold rule, profit per opportunity under the expected-profit rule), on the outcomes this
+worker has joined (its partitions) since it started, each version's executed rows decided by
+the worker's rule (:mod:`apex_stream.learning.performance`).
 """
 
 from __future__ import annotations
@@ -179,6 +181,8 @@ async def promote_winner(raw: JsonBody, state: Worker) -> Response:
         min_samples=settings.ab_min_samples,
         alpha=settings.ab_alpha,
         effect_sd=settings.ab_effect_sd,
+        rule=settings.decision_rule,
+        profit_effect_sd_usd=settings.ab_profit_effect_sd_usd,
     )
     if decision.action == "continue":
         raise HTTPException(409, f"not decided yet: {decision.reason}")
@@ -201,8 +205,15 @@ async def promote_winner(raw: JsonBody, state: Worker) -> Response:
 
 
 def _arm(state: WorkerState, member: str, version: str) -> Arm:
-    """Executed outcomes of a version, from this worker's performance book."""
+    """Outcomes of a version under the worker's decision rule, from its performance book."""
     perf = state.learning.book.versions.get((member, version))
     if perf is None:
         return Arm(version, 0, 0)
-    return Arm(version, perf.tp, perf.tp + perf.fp)
+    return Arm(
+        version,
+        perf.tp,
+        perf.tp + perf.fp,
+        perf.tp + perf.fp + perf.tn + perf.fn,
+        perf.realized_profit_usd,
+        perf.realized_profit_sq_usd,
+    )

@@ -98,6 +98,15 @@ def route_rows(
     return rows
 
 
+def gas_cost_usd(gross: np.ndarray, profit: np.ndarray) -> np.ndarray:
+    """The quoted gas cost (USD): the gross margin (output minus input) less the quoted net
+    profit, never below 0. One definition for the features (from the opportunity's fields) and
+    the decision rule's loss (:func:`apex_stream.inference.decision.trade_values`, from the
+    feature matrix, which keeps the profit, the ratio and the amount but not the gas in USD)."""
+    cost: np.ndarray = np.maximum(gross - profit, 0.0)
+    return cost
+
+
 def opportunity_features(
     opportunities: Sequence[Opportunity],
     market: MarketState,
@@ -110,7 +119,7 @@ def opportunity_features(
     profit, output, amount, gas, confidence, ts, n_tokens, n_dexes = f.T
     hour = (ts % 86_400.0) / 3_600.0
     gross = output - amount
-    gas_cost = np.maximum(gross - profit, 0.0)
+    gas_cost = gas_cost_usd(gross, profit)
     classic = [
         profit,
         output / amount,

@@ -8,8 +8,9 @@
   and one whose gas eats its margin is not worth a good one, which a fixed threshold ignores.
 
 ``win`` is the scanner's quoted net profit (``profit_usd``: output minus input minus gas) and
-``loss`` the quoted gas cost (``expected_output - input_amount - profit_usd``), both read from
-the feature matrix, so the worker, the HTTP API and the backtest compute them identically.
+``loss`` the quoted gas cost (``expected_output - input_amount - profit_usd``,
+:func:`~apex_stream.features.opportunity.gas_cost_usd`, the features' own definition), both read
+from the feature matrix, so the worker, the HTTP API and the backtest compute them identically.
 Against the simulator (``simulator/engine.py``): a success books ``output - input - gas`` with
 the output 1 bp short on average and 85-100 % of the estimated gas, which is ``profit_usd`` to
 within cents; a revert books ``-gas`` for the 25-70 % of the estimated gas burnt before it
@@ -31,6 +32,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from ..features import FEATURES
+from ..features.opportunity import gas_cost_usd
 
 Rule = Literal["threshold", "expected_profit"]
 RULES: tuple[str, ...] = get_args(Rule)
@@ -48,8 +50,7 @@ def trade_values(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cents on a 5,000 USD trade); a missing value gives NaN."""
     win = X[:, _PROFIT].astype(np.float64)
     gross = (X[:, _RATIO].astype(np.float64) - 1.0) * X[:, _AMOUNT].astype(np.float64) * 1e3
-    loss: np.ndarray = np.maximum(gross - win, 0.0)
-    return win, loss
+    return win, gas_cost_usd(gross, win)
 
 
 def expected_profit(p: np.ndarray, win: np.ndarray, loss: np.ndarray) -> np.ndarray:

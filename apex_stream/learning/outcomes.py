@@ -13,6 +13,7 @@ import logging
 import numpy as np
 
 from ..features import impute
+from ..inference.decision import Rule
 from ..inference.members import MEMBERS
 from ..inference.online_member import OnlineLearner
 from ..metrics import ONLINE_LEARNED
@@ -31,10 +32,13 @@ class Learning:
         means: np.ndarray,
         threshold: float,
         snapshot_every: int,
+        *,
+        rule: Rule = "threshold",
+        min_expected_profit_usd: float = 0.0,
     ) -> None:
         self.learner = learner
         self.means = means
-        self.book = PerformanceBook(threshold)
+        self.book = PerformanceBook(threshold, rule, min_expected_profit_usd)
         self.snapshot_every = snapshot_every
         self._since_snapshot = 0
 
@@ -67,6 +71,7 @@ class Learning:
                     joined.success[rows],
                     joined.profit[rows],
                     joined.latency_ms[rows],
+                    joined.X[rows],
                 )
         if self.learner is None:
             return None

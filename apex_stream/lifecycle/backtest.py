@@ -23,6 +23,9 @@ Strategies, over the same opportunities (:func:`strategies`):
 - **baseline**: execute whatever the scanner proposes with ``confidence_score >= min_confidence``.
 - **execute all** and **perfect foresight** (every trade whose outcome made money): references.
 
+The gates are applied by :func:`apex_stream.training.quality.gates`, which the training report
+uses too; the P&L figures are :mod:`apex_stream.lifecycle.pnl`'s.
+
 Money: an outcome's ``realized_profit_usd`` is already net of gas (the simulator books
 ``output - input - gas_cost_usd`` on success and ``-gas_cost_usd`` on a revert), so a strategy's
 net profit is the plain sum of its executed outcomes' ``realized_profit_usd``; gas is not
@@ -50,7 +53,6 @@ from rich.progress import (
 
 from ..errors import ApexStreamError
 from ..features import FEATURES
-from ..inference.decision import expected_profit, expected_profit_gate, trade_values
 from ..inference.ensemble import Ensemble
 from ..inference.members import MEMBERS
 from ..inference.registry import Registry
@@ -59,7 +61,8 @@ from ..settings import Settings
 from ..simulator import SimConfig
 from ..simulator.engine import delay_range
 from ..training.dataset import DAY_START, SEGMENTS, Dataset, simulate_run
-from ..training.quality import Quality, has_truth, quality
+from ..training.quality import Quality, gates, has_truth, quality
+from .pnl import StrategyResult, evaluate
 
 #: The backtest's histories start a week after the training day (2026-01-08T00:00:00Z).
 START = DAY_START + 7 * 86_400
@@ -81,110 +84,10 @@ ORACLE_THRESHOLD = "oracle_threshold"
 BASELINE = "baseline"
 EVERYTHING = "execute_all"
 FORESIGHT = "foresight"
-#: Strategies that need the hidden truth.
-ORACLES = (ORACLE_EXPECTED, ORACLE_THRESHOLD)
 
 
 class BacktestError(ApexStreamError):
     """A backtest that cannot be run as asked; the message names the fix."""
-
-
-# --- metrics: pure functions of arrays ------------------------------------------------------
-
-
-def win_rate(profit: np.ndarray) -> float:
-    """Share of trades with a positive net profit; NaN without trades."""
-    profit = np.asarray(profit, dtype=np.float64)
-    return float(np.mean(profit > 0.0)) if profit.size else math.nan
-
-
-def period_pnl(
-    timestamps: np.ndarray, pnl: np.ndarray, *, start: float, end: float, period: float
-) -> np.ndarray:
-    """Net P&L summed per ``period`` seconds from ``start`` to ``end``; periods without trades
-    count as 0, so strategies over one history share one grid (the last period may be partial)."""
-    if period <= 0 or end <= start:
-        raise ValueError(f"need period > 0 and end > start, got {period=}, {start=}, {end=}")
-    t = np.asarray(timestamps, dtype=np.float64)
-    if t.size and (t.min() < start or t.max() > end):
-        raise ValueError("timestamps must lie in [start, end]")
-    n = math.ceil((end - start) / period)
-    index = np.minimum(((t - start) // period).astype(np.int64), n - 1)
-    return np.bincount(index, weights=np.asarray(pnl, dtype=np.float64), minlength=n)
-
-
-def sharpe(pnl: np.ndarray, periods_per_year: float | None = None) -> float:
-    """Mean over standard deviation (ddof 1) of per-period P&L, no risk-free rate; multiplied by
-    ``sqrt(periods_per_year)`` only when that is given. NaN with fewer than 2 periods or no
-    variation."""
-    pnl = np.asarray(pnl, dtype=np.float64)
-    if pnl.size < 2:
-        return math.nan
-    sd = float(np.std(pnl, ddof=1))
-    if sd == 0.0:
-        return math.nan
-    ratio = float(np.mean(pnl)) / sd
-    return ratio * math.sqrt(periods_per_year) if periods_per_year else ratio
-
-
-def drawdown(pnl: np.ndarray) -> np.ndarray:
-    """How far the cumulative P&L lies below its running peak after each trade (>= 0); the
-    peak starts at 0, the equity before the first trade."""
-    equity = np.cumsum(np.asarray(pnl, dtype=np.float64))
-    return np.maximum.accumulate(np.maximum(equity, 0.0)) - equity
-
-
-def max_drawdown(pnl: np.ndarray) -> float:
-    """The largest fall of the cumulative P&L from its running peak (which starts at the
-    equity before the first trade, 0); 0.0 without trades."""
-    dd = drawdown(pnl)
-    return float(dd.max()) if dd.size else 0.0
-
-
-@dataclass(frozen=True, eq=False)
-class StrategyResult:
-    """One strategy's figures over a history; ``executed`` marks its trades."""
-
-    name: str
-    executed: np.ndarray
-    trades: int
-    win_rate: float
-    success_rate: float
-    net_profit_usd: float
-    sharpe: float
-    max_drawdown_usd: float
-
-    @property
-    def profit_per_trade_usd(self) -> float:
-        return self.net_profit_usd / self.trades if self.trades else math.nan
-
-
-def evaluate(
-    name: str,
-    executed: np.ndarray,
-    *,
-    profit: np.ndarray,
-    success: np.ndarray,
-    timestamps: np.ndarray,
-    start: float,
-    end: float,
-    period: float,
-) -> StrategyResult:
-    """Figures of executing the rows marked in ``executed`` (rows in time order)."""
-    executed = np.asarray(executed, dtype=bool)
-    pnl = np.asarray(profit, dtype=np.float64)[executed]
-    ok = np.asarray(success)[executed]
-    per_period = period_pnl(timestamps[executed], pnl, start=start, end=end, period=period)
-    return StrategyResult(
-        name=name,
-        executed=executed,
-        trades=int(executed.sum()),
-        win_rate=win_rate(pnl),
-        success_rate=float(np.mean(ok)) if ok.size else math.nan,
-        net_profit_usd=float(pnl.sum()),
-        sharpe=sharpe(per_period),
-        max_drawdown_usd=max_drawdown(pnl),
-    )
 
 
 # --- histories ------------------------------------------------------------------------------
@@ -272,7 +175,8 @@ def score_history(
     """The ensemble over ``X`` in micro-batches of ``batch_size`` rows, as the worker scores them
     (each member imputes with its training means, then the configured voting). The decision is
     the ensemble's rule's: the backtest builds its ensemble with the threshold rule and takes
-    the expected-profit gate from ``Scored.expected``."""
+    the expected-profit gate from the scores (:func:`apex_stream.training.quality.gates`, the
+    same computation as ``Scored.expected``)."""
     parts = []
     for i in range(0, len(X), batch_size):
         parts.append(ensemble.score(X[i : i + batch_size]))
@@ -337,21 +241,22 @@ def strategies(
     n = len(d)
     threshold, minimum = voting.threshold, voting.min_expected_profit_usd
     rows = {
+        # the vote's own decision: majority and unanimous votes count their own way
         THRESHOLD: (f"threshold gate (score > {threshold:g})", scored.decision),
         EXPECTED: (
             f"expected-profit gate (> {minimum:g} USD)",
-            expected_profit_gate(scored.expected, minimum),
+            gates(d.X, scored.score, threshold=threshold, minimum=minimum)["expected_profit"],
         ),
     }
     if has_truth(d.truth):
-        oracle = expected_profit(d.truth, *trade_values(d.X))
+        oracle = gates(d.X, d.truth, threshold=threshold, minimum=minimum)
         rows[ORACLE_EXPECTED] = (
             "oracle expected-profit gate (truth as p)",
-            expected_profit_gate(oracle, minimum),
+            oracle["expected_profit"],
         )
         rows[ORACLE_THRESHOLD] = (
             f"oracle threshold gate (truth > {threshold:g})",
-            d.truth > threshold,
+            oracle["threshold"],
         )
     # the features are float32: compare the confidence in float32 too (monotone rounding)
     rows[BASELINE] = (

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..inference.members import MEMBERS
 from ..training.dataset import DAY_START
-from ..training.quality import TRUTH, plot_reliability, share_of_truth
+from ..training.quality import TRUTH, matplotlib_figure, plot_reliability, share_of_truth
 from .backtest import (
     BASELINE,
     ENSEMBLE,
@@ -19,11 +19,10 @@ from .backtest import (
     EXPECTED,
     ORACLE_EXPECTED,
     THRESHOLD,
-    BacktestError,
     BacktestResult,
     HistoryResult,
-    drawdown,
 )
+from .pnl import drawdown
 
 #: The issue's figures to reach on held-out simulator seeds.
 AUC_SHARE_TARGET = 0.98
@@ -132,7 +131,7 @@ def history_notes(result: BacktestResult) -> str:
     notes.append(
         "- Features computed exactly as the worker computes them "
         "(`apex_stream/training/dataset.py`"
-        + (", `apex_stream/training/history.py` for your history)." if result.user else ").")
+        + (", `apex_stream/training/history/` for your history)." if result.user else ").")
     )
     if len(result.seeds) > 1:
         notes.append(
@@ -331,12 +330,8 @@ _STYLES: dict[str, dict[str, object]] = {
 
 def plot_equity(result: BacktestResult, path: Path) -> None:
     """Per history: cumulative net P&L of each drawn strategy over time, its drawdown below."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import StrMethodFormatter
-    except ImportError as exc:
-        raise BacktestError(f"{exc}: install the train extra (pip install -e '.[train]')") from None
+    Figure, FigureCanvasAgg = matplotlib_figure()
+    from matplotlib.ticker import StrMethodFormatter  # importable: matplotlib is
 
     histories = result.histories
     fig = Figure(figsize=(6.5 * len(histories), 6.5), layout="constrained")

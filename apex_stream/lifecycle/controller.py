@@ -2,9 +2,11 @@
 
 Every ``lifecycle_interval_s`` it reads the manifest and the database the sink fills:
 
-* **A test is running** (candidates with traffic): each arm's executed outcomes since the test
-  began are counted from stored predictions joined with their outcomes; :func:`decide` promotes
-  the candidate, rolls it back, or lets the test go on. A decision rewrites the manifest,
+* **A test is running** (candidates with traffic): each arm's outcomes since the test began are
+  counted from stored predictions (their ``decision``: the worker's rule) joined with their
+  outcomes; :func:`decide` promotes the candidate, rolls it back, or lets the test go on,
+  comparing win rates under the threshold rule and profit per opportunity under the
+  expected-profit rule. A decision rewrites the manifest,
   publishes it to the workers and goes to the alerts topic with its numbers.
 * **No test is running**: a retrain starts when ``retrain_min_samples`` new labelled
   predictions have arrived since the newest version was made, and either
@@ -50,6 +52,8 @@ ARMS_SQL = text(
               count(*) FILTER (WHERE o.success) AS successes,
               count(*) FILTER (WHERE NOT p.decision AND NOT o.success) AS rejected_failures,
               coalesce(sum(o.realized_profit_usd) FILTER (WHERE p.decision), 0) AS profit,
+              coalesce(sum(o.realized_profit_usd ^ 2) FILTER (WHERE p.decision), 0)
+                  AS profit_sq,
               sum(p.latency_ms) AS latency_ms
        FROM predictions p JOIN outcomes o USING (opportunity_id)
        WHERE p.predicted_at >= :since
@@ -71,6 +75,7 @@ class ArmFigures:
     successes: int = 0
     rejected_failures: int = 0
     profit: float = 0.0
+    profit_sq: float = 0.0
     latency_ms: float = 0.0
 
     def add(self, row: Any) -> None:
@@ -80,6 +85,7 @@ class ArmFigures:
         self.successes += row.successes
         self.rejected_failures += row.rejected_failures
         self.profit += float(row.profit)
+        self.profit_sq += float(row.profit_sq)
         self.latency_ms += float(row.latency_ms)
 
     def summary(self) -> dict[str, float]:
@@ -94,6 +100,9 @@ class ArmFigures:
             "profit_per_opportunity_usd": self.profit / n if n else 0.0,
             "latency_ms_mean": self.latency_ms / n if n else 0.0,
         }
+
+    def arm(self, label: str) -> Arm:
+        return Arm(label, self.wins, self.trades, self.outcomes, self.profit, self.profit_sq)
 
 
 def arm_figures(
@@ -159,12 +168,15 @@ class Controller:
         def label(versions: tuple[str, ...]) -> str:
             return "+".join(f"{m}@{v}" for m, v in zip(members, versions, strict=True))
 
+        s = self.settings
         decision = decide(
-            Arm(label(control), a.wins, a.trades),
-            Arm(label(candidate), b.wins, b.trades),
-            min_samples=self.settings.ab_min_samples,
-            alpha=self.settings.ab_alpha,
-            effect_sd=self.settings.ab_effect_sd,
+            a.arm(label(control)),
+            b.arm(label(candidate)),
+            min_samples=s.ab_min_samples,
+            alpha=s.ab_alpha,
+            effect_sd=s.ab_effect_sd,
+            rule=s.decision_rule,
+            profit_effect_sd_usd=s.ab_profit_effect_sd_usd,
         )
         figures = {"control": a.summary(), "candidate": b.summary()}
         await self.send(
@@ -240,6 +252,8 @@ class Controller:
                         "p_value": decision.p_value,
                         "alpha": self.settings.ab_alpha,
                         "effect_sd": self.settings.ab_effect_sd,
+                        "decision_rule": self.settings.decision_rule,
+                        "profit_effect_sd_usd": self.settings.ab_profit_effect_sd_usd,
                         "min_samples": self.settings.ab_min_samples,
                         "control": control,
                         "candidate": candidate,

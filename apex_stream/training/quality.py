@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,21 +60,37 @@ def share_of_truth(figures: Mapping[str, Quality], name: str) -> float:
     return figures[name].auc / limit.auc if limit and limit.auc > 0 else math.nan
 
 
+def gates(
+    X: np.ndarray, p: np.ndarray, *, threshold: float = 0.5, minimum: float = 0.0
+) -> dict[str, np.ndarray]:
+    """The rows each decision rule executes at probabilities ``p`` (a model's scores, or the
+    hidden truth for the oracle): ``threshold`` (``p > threshold``) and ``expected_profit``
+    (:mod:`apex_stream.inference.decision`). The one place both the training report and the
+    backtest apply the rules to scores and to the truth."""
+    p = np.asarray(p, dtype=np.float64)
+    expected = expected_profit(p, *trade_values(X))
+    return {
+        "threshold": p > threshold,
+        "expected_profit": expected_profit_gate(expected, minimum),
+    }
+
+
 def decision_figures(
     data: Dataset, p: np.ndarray, *, threshold: float = 0.5, minimum: float = 0.0
 ) -> dict[str, float]:
     """Net profit (the sum of realized profits) of the threshold and expected-profit gates at
     ``p`` over ``data``; where the truth is known, also the oracle expected-profit gate's and the
     expected-profit gate's share of it, and the share of the truth's AUC."""
-    win, loss = trade_values(data.X)
-    gate = expected_profit_gate(expected_profit(p, win, loss), minimum)
+    model = gates(data.X, p, threshold=threshold, minimum=minimum)
     figures = {
-        "net_profit_threshold_gate_usd": float(data.profit_usd[np.asarray(p) > threshold].sum()),
-        "net_profit_expected_profit_gate_usd": float(data.profit_usd[gate].sum()),
+        "net_profit_threshold_gate_usd": float(data.profit_usd[model["threshold"]].sum()),
+        "net_profit_expected_profit_gate_usd": float(
+            data.profit_usd[model["expected_profit"]].sum()
+        ),
     }
     if has_truth(data.truth):
-        oracle_gate = expected_profit_gate(expected_profit(data.truth, win, loss), minimum)
-        oracle = float(data.profit_usd[oracle_gate].sum())
+        oracle_gate = gates(data.X, data.truth, threshold=threshold, minimum=minimum)
+        oracle = float(data.profit_usd[oracle_gate["expected_profit"]].sum())
         share = figures["net_profit_expected_profit_gate_usd"] / oracle if oracle > 0 else math.nan
         figures |= {
             "net_profit_oracle_gate_usd": oracle,
@@ -81,6 +98,19 @@ def decision_figures(
             "auc_share_of_truth": roc_auc(data.y, p) / roc_auc(data.y, data.truth),
         }
     return figures
+
+
+def matplotlib_figure() -> tuple[type[Any], type[Any]]:
+    """matplotlib's ``Figure`` and Agg canvas (no display needed), imported only when a plot is
+    drawn, with an error naming the extra to install when it is missing."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ApexStreamError(
+            f"{exc}: install the train extra (pip install -e '.[train]')"
+        ) from None
+    return Figure, FigureCanvasAgg
 
 
 def plot_reliability(
@@ -91,14 +121,7 @@ def plot_reliability(
     """One column per panel (title -> outcomes and scorers): observed success rate against mean
     predicted probability per bin, each scorer against the diagonal, above how many rows fall
     in each bin of the first scorer (rows in sparse bins say little)."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ApexStreamError(
-            f"{exc}: install the train extra (pip install -e '.[train]')"
-        ) from None
-
+    Figure, FigureCanvasAgg = matplotlib_figure()
     fig = Figure(figsize=(5.5 * len(panels), 7.5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, len(panels), height_ratios=(3, 1), squeeze=False)

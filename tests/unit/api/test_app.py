@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apex_stream.api.app import create_api, health_reasons
 from apex_stream.api.state import WorkerState
+from apex_stream.features import FEATURES
 from apex_stream.features.agent import MarketView
 from apex_stream.inference.ensemble import Ensemble, Scores
 from apex_stream.inference.failures import Failures
@@ -41,7 +42,14 @@ def empty_view() -> MarketView:
 def worker_state(registry: Registry, **settings: Any) -> tuple[WorkerState, list[str]]:
     config = Settings(models_dir=registry.folder, **settings)
     ensemble = Ensemble(config)
-    learning = Learning(ensemble.online, ensemble.online_means, config.threshold, 2000)
+    learning = Learning(
+        ensemble.online,
+        ensemble.online_means,
+        config.threshold,
+        2000,
+        rule=config.decision_rule,
+        min_expected_profit_usd=config.min_expected_profit_usd,
+    )
     published: list[str] = []
     failures = Failures()
 
@@ -227,7 +235,8 @@ def test_model_management_edits_the_registry_and_publishes(
     book = state.learning.book
     for version, wins in (("1.0.0", 200), ("1.1.0", 320)):
         success = np.arange(400) < wins
-        book.update("xgboost", version, np.ones(400), success, np.zeros(400), np.zeros(400))
+        X = np.zeros((400, len(FEATURES)), dtype=np.float32)
+        book.update("xgboost", version, np.ones(400), success, np.zeros(400), np.zeros(400), X)
     response = client.post("/models/promote-winner", json={"model_type": "xgboost"})
     assert response.status_code == 200, response.text
     assert response.json()["action"] == "promote"
@@ -406,3 +415,39 @@ def test_a_failing_member_leaves_the_api_scoring_and_is_reported(registry: Regis
     assert published == [
         "xgboost@1.0.0 failed to score and is left out of the vote: RuntimeError: device lost"
     ]
+
+
+def test_promote_winner_judges_profit_under_the_expected_profit_rule(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """The book executes what the rule executes and the test compares profit per opportunity:
+    a candidate with the lower win rate but the higher profit wins."""
+    state, _ = worker_state(registry, decision_rule="expected_profit")
+    client = serve(state)
+    model = tmp_path / "xgboost.ubj"
+    shutil.copyfile(registry.folder / "xgboost-1.0.0.ubj", model)
+    client.post(
+        "/models/register",
+        json={"model_type": "xgboost", "model_path": str(model), "version": "1.1.0"},
+    ).raise_for_status()
+    split = {"version_a": "1.0.0", "version_b": "1.1.0", "traffic_split": [0.5, 0.5]}
+    client.post("/models/ab-test", json={"model_type": "xgboost", **split}).raise_for_status()
+    # every row quotes 20 USD of net profit for 1 USD of gas on 1,000 USD: at score 0.6 the
+    # expected profit is 11.6 USD, so the rule executes all 1,000 rows of each version
+    X = np.zeros((1_000, len(FEATURES)), dtype=np.float32)
+    X[:, FEATURES.index("input_amount_thousands")] = 1.0
+    X[:, FEATURES.index("profit_usd")] = 20.0
+    X[:, FEATURES.index("profit_ratio")] = 1.021
+    book, scores, latency = state.learning.book, np.full(1_000, 0.6), np.zeros(1_000)
+    # 1.0.0: 800 wins of 5 USD, 200 reverts of 1 USD; 1.1.0: 500 wins of 30 USD
+    for version, wins, gain in (("1.0.0", 800, 5.0), ("1.1.0", 500, 30.0)):
+        success = np.arange(1_000) < wins
+        book.update("xgboost", version, scores, success, np.where(success, gain, -1.0), latency, X)
+    summary = client.get("/models/summary").json()["performance"]
+    assert summary["xgboost@1.0.0"]["executed"] == summary["xgboost@1.1.0"]["executed"] == 1_000
+    assert summary["xgboost@1.0.0"]["precision"] == 0.8 > summary["xgboost@1.1.0"]["precision"]
+    assert summary["xgboost@1.1.0"]["profit_per_opportunity_usd"] == pytest.approx(14.5)
+    response = client.post("/models/promote-winner", json={"model_type": "xgboost"})
+    assert response.status_code == 200, response.text
+    assert response.json()["action"] == "promote" and response.json()["z"] > 0
+    assert registry.active("xgboost").version == "1.1.0"

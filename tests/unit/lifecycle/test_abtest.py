@@ -1,4 +1,5 @@
-"""The A/B test's significance test and decisions, also under repeated looks."""
+"""The A/B test's significance tests (win rates; profit per opportunity under the
+expected-profit rule) and decisions, also under repeated looks."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import math
 
 import pytest
 
-from apex_stream.lifecycle.abtest import Arm, decide, sequential_p, two_proportion_z
-from bench.abtest import ever_significant
+from apex_stream.lifecycle.abtest import Arm, decide, profit_z, sequential_p, two_proportion_z
+from bench.abtest import ever_significant, ever_significant_profit
+
+TESTS = {"min_samples": 200, "alpha": 0.01, "effect_sd": 0.05, "profit_effect_sd_usd": 0.5}
 
 
 def test_two_proportion_z_matches_a_hand_computed_case() -> None:
@@ -51,6 +54,52 @@ def test_repeated_looks_keep_the_false_positive_rate_within_alpha() -> None:
     ],
 )
 def test_decisions(control: Arm, candidate: Arm, action: str) -> None:
-    decision = decide(control, candidate, min_samples=200, alpha=0.01, effect_sd=0.05)
+    decision = decide(control, candidate, rule="threshold", **TESTS)
     assert decision.action == action
     assert "win rate 1.1.0" in decision.reason
+
+
+def profit_arm(version: str, profits: list[float], outcomes: int) -> Arm:
+    """An arm whose executed trades realized ``profits``, among ``outcomes`` opportunities."""
+    wins = sum(p > 0 for p in profits)
+    return Arm(version, wins, len(profits), outcomes, sum(profits), sum(p * p for p in profits))
+
+
+def test_profit_z_matches_a_hand_computed_case() -> None:
+    # a: trades 4, -1 among 4 outcomes: per opportunity [4, -1, 0, 0], mean 0.75,
+    #    variance (16 + 1 - 4 * 0.5625) / 3 = 4.916667
+    # b: trades 6, 2, 1 among 3 outcomes: mean 3, variance (36 + 4 + 1 - 27) / 2 = 7
+    # se = sqrt(4.916667 / 4 + 7 / 3) = sqrt(3.5625) = 1.887459; z = 2.25 / se
+    a, b = profit_arm("a", [4.0, -1.0], 4), profit_arm("b", [6.0, 2.0, 1.0], 3)
+    assert a.profit_per_opportunity == 0.75 and b.profit_per_opportunity == 3.0
+    assert a.profit_variance == pytest.approx(4.916667, rel=1e-6)
+    z, se = profit_z(a, b)
+    assert se == pytest.approx(1.887459, rel=1e-6)
+    assert z == pytest.approx(2.25 / 1.887459, rel=1e-6)
+    assert profit_z(b, a) == pytest.approx((-z, se))
+    assert profit_z(Arm("a", 0, 0), b) == (0.0, 0.0)
+    assert profit_z(profit_arm("a", [], 5), profit_arm("b", [], 5)) == (0.0, 0.0)
+
+
+def test_profit_test_keeps_the_false_positive_rate_within_alpha_under_repeated_looks() -> None:
+    # skewed profits (lognormal wins, gas lost on reverts, 43 % not executed), the same in both
+    # arms, looked at 37 times: the fixed-sample z-test errs far more often than alpha
+    assert ever_significant_profit(0.62, 0.62, 0.05, sequential=False, runs=200) > 0.2
+    assert ever_significant_profit(0.62, 0.62, 0.05, sequential=True, runs=200) <= 0.05
+    # a large real difference (5.79 -> 7.84 USD per opportunity) is found nearly always
+    assert ever_significant_profit(0.62, 0.82, 0.01, sequential=True, runs=200) > 0.95
+
+
+def test_the_expected_profit_rule_judges_profit_not_win_rate() -> None:
+    # the candidate wins less often (50 % vs 80 % of 400 trades) but makes more per opportunity:
+    # 200 x 30 - 200 x 1 = 5,800 USD against 320 x 5 - 80 x 1 = 1,520 over 1,000 outcomes each
+    control = profit_arm("1.0.0", [5.0] * 320 + [-1.0] * 80, 1_000)
+    candidate = profit_arm("1.1.0", [30.0] * 200 + [-1.0] * 200, 1_000)
+    by_profit = decide(control, candidate, rule="expected_profit", **TESTS)
+    assert by_profit.action == "promote" and by_profit.z > 0
+    assert "profit per opportunity 1.1.0 5.800 USD (1000 outcomes, 400 trades" in by_profit.reason
+    by_win_rate = decide(control, candidate, rule="threshold", **TESTS)
+    assert by_win_rate.action == "rollback" and by_win_rate.z < 0
+    # too few executed trades in an arm: the test goes on whatever the profit says
+    few = profit_arm("1.1.0", [30.0] * 100, 1_000)
+    assert decide(control, few, rule="expected_profit", **TESTS).action == "continue"

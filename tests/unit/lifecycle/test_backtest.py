@@ -26,24 +26,18 @@ from apex_stream.lifecycle.backtest import (
     FORESIGHT,
     ORACLE_EXPECTED,
     ORACLE_THRESHOLD,
-    ORACLES,
     START,
     THRESHOLD,
     BacktestError,
     BacktestResult,
     History,
     Scored,
-    drawdown,
-    evaluate,
-    max_drawdown,
-    period_pnl,
     pool,
     run_backtest,
-    sharpe,
     training_seeds,
-    win_rate,
 )
 from apex_stream.lifecycle.backtest_report import write_report
+from apex_stream.lifecycle.pnl import drawdown, evaluate, max_drawdown, period_pnl, sharpe, win_rate
 from apex_stream.settings import Settings
 from apex_stream.training.dataset import Dataset, simulate_run
 from apex_stream.training.metrics import expected_calibration_error, roc_auc
@@ -262,7 +256,10 @@ def test_the_oracle_comparison(result: tuple[BacktestResult, Path]) -> None:
     # the user's history has no hidden truth: no oracle rows, no truth's AUC
     user = r.user
     assert user is not None
-    assert not set(ORACLES) & user.strategies.keys() and TRUTH not in user.quality
+    assert (
+        not {ORACLE_EXPECTED, ORACLE_THRESHOLD} & user.strategies.keys()
+        and TRUTH not in user.quality
+    )
     assert math.isnan(user.share_of_oracle(EXPECTED))
     assert user.quality.keys() == {ENSEMBLE, *MEMBERS}
 

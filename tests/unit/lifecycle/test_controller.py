@@ -12,7 +12,7 @@ import pytest
 from apex_stream.events import Event
 from apex_stream.inference.registry import Registry
 from apex_stream.lifecycle import controller as lifecycle
-from apex_stream.lifecycle.abtest import Decision
+from apex_stream.lifecycle.abtest import Arm, Decision
 from apex_stream.lifecycle.controller import ArmFigures, Controller
 from apex_stream.settings import Settings
 
@@ -26,6 +26,7 @@ def test_arm_figures_summarise_an_arm() -> None:
         successes=50,
         rejected_failures=40,
         profit=1234.5,
+        profit_sq=50_000.0,
         latency_ms=700.0,
     )
     arm.add(row)
@@ -38,6 +39,8 @@ def test_arm_figures_summarise_an_arm() -> None:
     assert summary["realized_profit_usd"] == 2469.0
     assert summary["latency_ms_mean"] == 7.0
     assert ArmFigures().summary()["win_rate"] == 0.0
+    # the A/B test's arm carries what both comparisons need
+    assert arm.arm("xgboost@1.1.0") == Arm("xgboost@1.1.0", 60, 80, 200, 2469.0, 100_000.0)
 
 
 def with_stacking_candidates(registry: Registry) -> Controller:
