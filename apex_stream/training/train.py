@@ -1,12 +1,21 @@
 """`apex-stream models train`: the baseline ensemble and the engine model from simulator data.
 
 The simulated history is split chronologically: the first 70 % trains the members and the
-engine, the next 15 % early-stops them and fits the stacking meta-learner, and the last 15 %
-(never seen in training) gives the metrics recorded in the manifest.
+engine, the next 15 % early-stops them, and the last 15 % (never seen in training) gives the
+metrics recorded in the manifest.
+
+The recipe (each choice measured on held-out simulator seeds in ``bench/quality.md``):
+XGBoost's hyper-parameters are chosen by time-series cross-validation on the training rows
+(:mod:`.tuning`); the stacking meta-learner is fitted on out-of-fold scores (:mod:`.stacking`);
+every member version records its feature importance. Left out because they measured worse:
+class weights (``scale_pos_weight``) and profit-weighted samples, which miscalibrate the
+probabilities that the vote and the expected-profit decision read, and dynamic quantization of
+the ONNX network, which scored slower and lower on the CPU.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,12 +27,15 @@ from ..features import FEATURE_VERSION, FEATURES
 from ..inference.members import SPECS
 from ..inference.online_member import OnlineLearner
 from ..inference.registry import ModelEntry, Registry, sha256_of
-from ..inference.voting import VotingConfig, fit_stacking, vote
-from .dataset import Dataset, simulate
+from ..inference.voting import VotingConfig, vote
+from .dataset import Dataset, concat, simulate
 from .engine import train_engine
+from .importance import permutation_importance
 from .metrics import classification_metrics, roc_auc
 from .mlp import train_mlp
-from .xgb import train_xgboost
+from .stacking import fit_out_of_fold
+from .tuning import choose_params
+from .xgb import gain_shares, train_xgboost
 
 SPLIT = (0.70, 0.85)
 
@@ -113,6 +125,30 @@ def train_baseline(
     return entries
 
 
+def fit_members(
+    train: Dataset,
+    val: Dataset,
+    *,
+    params: Mapping[str, float],
+    seed: int,
+    version: str,
+) -> dict[str, tuple[bytes, dict[str, float]]]:
+    """Every member trained on ``train`` (early-stopped on ``val``): its model file and its
+    validation metrics. The online learner warm-starts with one pass over ``train``, as it
+    learns in service."""
+    xgb_bytes, xgb_val = train_xgboost(train.X, train.y, val.X, val.y, seed, params=params)
+    onnx_bytes, onnx_val = train_mlp(
+        train.X, train.y, val.X, val.y, seed=seed, feature_names=FEATURES, version=version
+    )
+    online = OnlineLearner(FEATURES, version)
+    online.learn(train.X, train.y)
+    return {
+        "xgboost": (xgb_bytes, xgb_val),
+        "onnx": (onnx_bytes, onnx_val),
+        "online": (online.snapshot(), {}),
+    }
+
+
 def train_members(
     train: Dataset,
     val: Dataset,
@@ -128,27 +164,25 @@ def train_members(
 ) -> list[ModelEntry]:
     """Every member and the stacking meta-learner: files written to ``folder``, entries not
     yet registered."""
-    with console.status("training xgboost"):
-        xgb_bytes, xgb_val = train_xgboost(train.X, train.y, val.X, val.y, seed)
-    with console.status("training the ONNX network"):
-        onnx_bytes, onnx_val = train_mlp(
-            train.X, train.y, val.X, val.y, seed=seed, feature_names=FEATURES, version=version
-        )
-    with console.status("warm-starting the online learner"):
-        online = OnlineLearner(FEATURES, version)
-        online.learn(train.X, train.y)
-
-    # each member's model file and its validation metrics (from early stopping)
-    trained = {
-        "xgboost": (xgb_bytes, xgb_val),
-        "onnx": (onnx_bytes, onnx_val),
-        "online": (online.snapshot(), {}),
-    }
+    with console.status("choosing xgboost's hyper-parameters (time-series cross-validation)"):
+        params, cv = choose_params(train.X, train.y, seed=seed)
+    console.print(f"xgboost: {params} (cross-validated log loss {cv['cv_logloss']:.4f})")
+    with console.status("training xgboost, the ONNX network and the online learner"):
+        trained = fit_members(train, val, params=params, seed=seed, version=version)
     members = {
         name: SPECS[name].load(blob, version, "cpu", 1) for name, (blob, _) in trained.items()
     }
-    val_scores = {name: m.predict(val.X) for name, m in members.items()}
-    stacking = fit_stacking(val_scores, val.y, tuple(members))
+    with console.status("fitting the stacking meta-learner on out-of-fold scores"):
+        stacking = fit_out_of_fold(
+            concat(train, val),
+            lambda rows, stop: {
+                name: blob
+                for name, (blob, _) in fit_members(
+                    rows, stop, params=params, seed=seed, version=version
+                ).items()
+            },
+            tuple(members),
+        )
     test_scores = {name: m.predict(test.X) for name, m in members.items()}
     entries = []
     for name, (blob, val_metrics) in trained.items():
@@ -159,6 +193,14 @@ def train_members(
             f"test_{k}": v for k, v in classification_metrics(test.y, test_scores[name]).items()
         }
         metrics |= {f"val_{k}": v for k, v in val_metrics.items()} | provenance
+        extra: dict[str, object] = {
+            "importance": permutation_importance(
+                members[name].predict, test.X, test.y, FEATURES, seed=seed
+            )
+        }
+        if name == "xgboost":
+            metrics |= cv
+            extra |= {"xgboost": params, "gain": gain_shares(blob, FEATURES)}
         entries.append(
             ModelEntry(
                 name=name,
@@ -169,7 +211,7 @@ def train_members(
                 feature_version=FEATURE_VERSION,
                 metrics=metrics,
                 created=created,
-                params={"impute": means.tolist()},
+                params={"impute": means.tolist()} | extra,
             )
         )
     stacked = vote(test_scores, VotingConfig(strategy="stacking", stacking=stacking)).score
