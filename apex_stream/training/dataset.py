@@ -49,11 +49,6 @@ def simulate(seed: int, opportunities: int, config: SimConfig | None = None) -> 
         simulate_run(seed * SEGMENTS + k, DAY_START + k * 86_400 / SEGMENTS, per_segment, config)
         for k in range(SEGMENTS)
     ]
-    return concat(*parts)
-
-
-def concat(*parts: Dataset) -> Dataset:
-    """The rows of ``parts`` one after the other."""
     return Dataset(
         *(
             np.concatenate([getattr(p, f) for p in parts])

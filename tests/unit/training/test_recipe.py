@@ -1,9 +1,7 @@
-"""The training recipe's parts: hyper-parameters chosen by time-series cross-validation, the
-stacking meta-learner's out-of-fold scores, warm start, and feature importance."""
+"""The training recipe's parts: hyper-parameters chosen by time-series cross-validation, warm
+start, and feature importance."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -11,7 +9,6 @@ import xgboost as xgb
 
 from apex_stream.training.dataset import Dataset
 from apex_stream.training.importance import permutation_importance
-from apex_stream.training.stacking import TRAIN_SHARE, out_of_fold
 from apex_stream.training.tuning import choose_params
 from apex_stream.training.xgb import gain_shares, train_xgboost
 
@@ -32,22 +29,6 @@ def test_cross_validation_picks_a_grid_point_by_out_of_sample_log_loss() -> None
     assert params in [dict(g) for g in grid]
     assert set(cv) == {"cv_logloss", "cv_auc"} and cv["cv_auc"] > 0.75
     assert choose_params(data.X, data.y, grid=grid, folds=2) == (params, cv)  # deterministic
-
-
-def test_out_of_fold_scores_come_from_versions_fitted_on_earlier_rows_only() -> None:
-    data = synthetic(3000)
-    seen: list[tuple[float, float]] = []
-
-    def fit(train: Dataset, stop: Dataset) -> Mapping[str, bytes]:
-        seen.append((float(train.timestamp[-1]), float(stop.timestamp[-1])))
-        model, _ = train_xgboost(train.X, train.y, stop.X, stop.y)
-        return {"xgboost": model}
-
-    scores, labels = out_of_fold(data, fit, folds=2)
-    # two folds: blocks [1000, 2000) and [2000, 3000), fitted on the rows before each
-    assert len(scores["xgboost"]) == len(labels) == 2000
-    np.testing.assert_array_equal(labels, data.y[1000:])
-    assert seen == [(int(1000 * TRAIN_SHARE) - 1, 999), (int(2000 * TRAIN_SHARE) - 1, 1999)]
 
 
 def test_warm_start_keeps_the_base_trees_and_adds_its_own() -> None:
