@@ -13,14 +13,15 @@ new versions that passed, the active versions of the others) and registered as a
 without traffic, which the lifecycle controller promotes or archives with the test. The new
 versions early-stopped on the validation slice, so their scores there are a little optimistic
 and the refit leans on them slightly more than the tail would justify (its held-out figures are
-in its metrics); ``models train`` fits out of fold instead (:mod:`.stacking`), which would
-train every member twice more here.
+in its metrics). ``models train`` keeps the validation slice out of fold by early-stopping
+XGBoost on its own training rows; a retrain's window is small enough that it keeps them.
 
 The recipe is ``models train``'s where it applies: XGBoost trains with the hyper-parameters
 cross-validation chose for the active version, and every version records its feature
-importance. A new booster starts fresh rather than continuing the active one: continuing scored
-worse on the newest outcomes after a regime shift, which is what most retrains follow
-(``bench/quality.md``).
+importance. A new booster starts fresh rather than continuing the active one: continuing it
+measured inconsistently (``bench/quality.md``: better in both of its windows, worse after a
+regime shift with another active version), and its old trees carry the regime that a retrain
+after a drift is meant to leave.
 """
 
 from __future__ import annotations
