@@ -10,10 +10,18 @@ tail enter an A/B test with ``candidate_traffic`` of the routes, the others are 
 ``rejected`` with their figures. When a version enters the test, the stacking meta-learner is
 refitted on the validation slice over the members that would serve if the test promoted it (the
 new versions that passed, the active versions of the others) and registered as a candidate
-without traffic, which the lifecycle controller promotes or archives with the test. The
-validation slice is the one ``models train`` fits the shipped meta-learner on too; the new
-versions early-stopped on it, so their scores there are a little optimistic and the refit leans
-on them slightly more than the tail would justify (its held-out figures are in its metrics).
+without traffic, which the lifecycle controller promotes or archives with the test. The new
+versions early-stopped on the validation slice, so their scores there are a little optimistic
+and the refit leans on them slightly more than the tail would justify (its held-out figures are
+in its metrics). ``models train`` keeps the validation slice out of fold by early-stopping
+XGBoost on its own training rows; a retrain's window is small enough that it keeps them.
+
+The recipe is ``models train``'s where it applies: XGBoost trains with the hyper-parameters
+cross-validation chose for the active version, and every version records its feature
+importance. A new booster starts fresh rather than continuing the active one: continuing it
+measured inconsistently (``bench/quality.md``: better in both of its windows, worse after a
+regime shift with another active version), and its old trees carry the regime that a retrain
+after a drift is meant to leave.
 """
 
 from __future__ import annotations
@@ -38,9 +46,10 @@ from ..inference.registry import Manifest, ModelEntry, Registry, now_iso
 from ..inference.voting import StackingParams, VotingConfig, fit_stacking, vote
 from .dataset import Dataset
 from .gate import gate
+from .importance import permutation_importance
 from .metrics import classification_metrics
 from .mlp import train_mlp
-from .xgb import train_xgboost
+from .xgb import gain_shares, train_xgboost
 
 SPLIT = (0.70, 0.85)
 STACKING = "stacking"
@@ -141,8 +150,10 @@ def retrain(
         f"train {len(train):,} / validation {len(val):,} / held-out tail {len(test):,}"
     )
     version = next_version(registry)
+    # the hyper-parameters cross-validation chose for the active version (``models train``)
+    tuned = dict(registry.active("xgboost").params.get("xgboost", {}))
     with _step(console, f"training xgboost {version}"):
-        xgb_bytes, _ = train_xgboost(train.X, train.y, val.X, val.y, seed)
+        xgb_bytes, _ = train_xgboost(train.X, train.y, val.X, val.y, seed, params=tuned)
     with _step(console, f"training the ONNX network {version}"):
         onnx_bytes, _ = train_mlp(
             train.X, train.y, val.X, val.y, seed=seed, feature_names=FEATURES, version=version
@@ -160,10 +171,13 @@ def retrain(
             name: _active_scores(registry, name, data.slice(a, b).X, data.slice(b, n).X)
             for name in {*files, *stacked}
         }
-        fresh = {}
+        fresh, importance = {}, {}
         for name, blob in files.items():
             model = SPECS[name].load(blob, version, "cpu", 1)
             fresh[name] = (model.predict(val.X), model.predict(test.X))
+            importance[name] = permutation_importance(
+                model.predict, test.X, test.y, FEATURES, seed=seed
+            )
         comparison = {
             name: {
                 "active": classification_metrics(test.y, active[name][1], threshold),
@@ -197,7 +211,12 @@ def retrain(
                     version,
                     path,
                     metrics=metrics | provenance,
-                    params={"impute": means.tolist()},
+                    params={"impute": means.tolist(), "importance": importance[name]}
+                    | (
+                        {"xgboost": tuned, "gain": gain_shares(blob, FEATURES)}
+                        if name == "xgboost"
+                        else {}
+                    ),
                     created=created,
                 )
             )
