@@ -36,6 +36,9 @@ HORIZONS = EMA_HORIZONS_S
 VOLUME_TAUS = (5.0, 60.0, 300.0)  # volume-rate EMAs: fast, moving average, slow
 VWAP_S, LIQUIDITY_S, VOLATILITY_S = 60.0, 300.0, 60.0
 GAS_FAST, GAS_SLOW = 15.0, 300.0
+#: Turnover (s): the mean of log(volume / depth) over the last seconds' quotes. Trading per
+#: unit of depth surges in a stressed market, and its log averages out heavy-tailed trade sizes.
+TURNOVER_S = 10.0
 #: GARCH(1,1) on returns normalised to one second, z: var = w + a*z^2 + b*var, with w chosen
 #: so the long-run variance tracks the EWMA variance (variance targeting).
 GARCH_ALPHA, GARCH_BETA = 0.08, 0.90
@@ -55,7 +58,10 @@ SAMPLE, SAMPLE_LOGP, GVAR, GLR = range(GASS + 1, GASS + 5)
 FORECAST = slice(GLR + 1, GLR + 1 + len(HORIZONS_S))
 VOLF = FORECAST.stop
 SAMPLE_S = VOLF + 1
-WIDTH = SAMPLE_S + 1
+FORECASTS = slice(SAMPLE, SAMPLE_S + 1)
+# appended after the forecasts (rows exported before it load it NaN and restart it)
+TURNOVER = SAMPLE_S + 1
+WIDTH = TURNOVER + 1
 
 TOKEN_FEATURES = (
     *(f"momentum_{int(h)}s" for h in HORIZONS),
@@ -69,6 +75,7 @@ TOKEN_FEATURES = (
     "age_s",
     "gas_trend",
     "gas_level",
+    "log_turnover",
 )
 AGE = TOKEN_FEATURES.index("age_s")
 
@@ -164,7 +171,8 @@ class MarketState:
         self.pool_state[pool] = np.column_stack([logp, t])
 
         s = np.where(new[:, None], 0.0, s)
-        s[new, SAMPLE:] = np.nan  # forecasts start empty
+        s[new, FORECASTS] = np.nan  # forecasts start empty
+        s[new, TURNOVER] = np.nan
         keep = np.exp(-dt[:, None] / np.asarray(HORIZONS))
         s[:, EMA] = np.where(
             new[:, None], logp[:, None], keep * s[:, EMA] + (1 - keep) * logp[:, None]
@@ -186,10 +194,15 @@ class MarketState:
         s[:, GASF] = np.where(new, gas, fast * s[:, GASF] + (1 - fast) * gas)
         s[:, GASS] = np.where(new, gas, slow * s[:, GASS] + (1 - slow) * gas)
         s[:, GAS] = gas
+        traded = (volume > 0) & (liquidity > 0)
+        turnover = np.log(np.where(traded, volume, 1.0) / np.where(traded, liquidity, 1.0))
+        k = np.where(traded, np.exp(-dt / TURNOVER_S), 1.0)  # a quote without trades tells nothing
+        fresh = np.isnan(s[:, TURNOVER]) & traded
+        s[:, TURNOVER] = np.where(fresh, turnover, k * s[:, TURNOVER] + (1 - k) * turnover)
         if self.forecast is not None:
             self._forecast(s, t, logp, self.forecast)
         else:  # a row loaded from the table keeps no forecast its owner made before
-            s[:, SAMPLE:] = np.nan
+            s[:, FORECASTS] = np.nan
         s[:, LOGP] = logp
         s[:, T] = t
         self.state[r] = s
@@ -205,7 +218,7 @@ class MarketState:
         # SAMPLE and variances are in other units)
         start = s[:, SAMPLE_S] != params.sample_s  # NaN included
         if start.any():  # the first quote stands for the first sample; variances restart
-            s[start, SAMPLE:] = np.nan
+            s[start, FORECASTS] = np.nan
             s[start, SAMPLE], s[start, SAMPLE_LOGP] = sample[start], logp[start]
             s[start, SAMPLE_S] = params.sample_s
         crossed = ~start & (sample > s[:, SAMPLE])
@@ -258,6 +271,7 @@ class MarketState:
                 np.zeros(len(s)),  # age, per row below
                 np.log((s[:, GASF] + tiny) / (s[:, GASS] + tiny)),
                 np.log((s[:, GAS] + tiny) / (s[:, GASS] + tiny)),
+                s[:, TURNOVER],
             ]
         )
         per_token[~known] = np.nan

@@ -19,7 +19,7 @@ import numpy as np
 from ..events import Opportunity
 from .market import HORIZONS, TOKEN_FEATURES, MarketState
 
-FEATURE_VERSION = "1.0"
+FEATURE_VERSION = "1.1"
 MAX_TOKENS = 8
 
 CLASSIC = (
@@ -52,6 +52,7 @@ MARKET = (
     "gas_trend",  # log(gas 15 s EMA / 5 min EMA) on the chain, mean over the route's quotes
     "gas_level",  # log(gas now / 5 min EMA), same
     "market_coverage",  # share of route tokens with market state
+    "max_log_turnover",  # log(volume / pool depth) per quote, 10 s mean, busiest token
 )
 FEATURES: tuple[str, ...] = CLASSIC + DERIVED + MARKET
 
@@ -62,7 +63,16 @@ _ABS = [_T[f"momentum_{int(h)}s"] for h in HORIZONS] + [_T["vwap_deviation"]]
 _MAX = np.isin(
     np.arange(len(TOKEN_FEATURES)),
     _ABS
-    + [_T[f] for f in ("volatility_ewma_bps", "volatility_garch_bps", "volume_ratio", "age_s")],
+    + [
+        _T[f]
+        for f in (
+            "volatility_ewma_bps",
+            "volatility_garch_bps",
+            "volume_ratio",
+            "age_s",
+            "log_turnover",
+        )
+    ],
 )
 
 
@@ -169,6 +179,7 @@ def opportunity_features(
         mean[:, _T["gas_trend"]],
         mean[:, _T["gas_level"]],
         known[:, 0] / n_tokens,
+        column("log_turnover"),
     ]
     matrix = np.column_stack([*classic, *derived, *market_cols])
     matrix[~np.isfinite(matrix)] = np.nan

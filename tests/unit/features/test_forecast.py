@@ -27,6 +27,7 @@ from apex_stream.features.forecast import (
 from apex_stream.features.market import (
     EMA,
     FORECAST,
+    FORECASTS,
     GASS,
     GLR,
     GVAR,
@@ -215,7 +216,7 @@ def test_without_parameters_a_loaded_row_republishes_no_forecasts() -> None:
     owner = MarketState()
     owner.load(source.export(["eth:WETH"]))
     owner.update([tick(2500.0, 12.0)])
-    assert np.isnan(owner.state[0, SAMPLE:]).all()
+    assert np.isnan(owner.state[0, FORECASTS]).all()
     prices, vol = owner.forecasts(np.array([0]))
     assert np.isnan(prices).all() and np.isnan(vol).all()
     assert MarketState().forecasts(np.array([-1]))[0].shape == (1, len(HORIZONS_S))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -13,9 +14,12 @@ from apex_stream.features.market import (
     GARCH_ALPHA,
     GARCH_BETA,
     TOKEN_FEATURES,
+    TURNOVER,
+    TURNOVER_S,
     VOLATILITY_S,
     VWAP_S,
     MarketState,
+    TokenRecord,
     rounds,
 )
 
@@ -228,6 +232,31 @@ def test_gas_step_moves_the_gas_features() -> None:
     assert f[F["gas_level"]] == pytest.approx(math.log(40.0 / slow), rel=1e-9)
 
 
+def test_turnover_is_the_decayed_mean_of_log_volume_over_depth() -> None:
+    market = MarketState()
+    market.update([tick("WETH", "uniswap", 100.0, 0.0, volume=1e3, liquidity=1e6)])
+    first = math.log(1e3 / 1e6)
+    assert row_features(market, "eth:WETH", now=0.0)[F["log_turnover"]] == pytest.approx(first)
+    # a stressed market: three times the trading on 70 % of the depth, two seconds later
+    market.update([tick("WETH", "uniswap", 100.0, 2.0, volume=3e3, liquidity=7e5)])
+    k = math.exp(-2 / TURNOVER_S)
+    mean = k * first + (1 - k) * math.log(3e3 / 7e5)
+    f = row_features(market, "eth:WETH", now=2.0)
+    assert f[F["log_turnover"]] == pytest.approx(mean, rel=1e-12)
+    # a quote without trades says nothing about turnover
+    market.update([tick("WETH", "uniswap", 100.0, 4.0, volume=0.0)])
+    assert row_features(market, "eth:WETH", now=4.0)[F["log_turnover"]] == pytest.approx(mean)
+
+
+def test_turnover_waits_for_the_first_trade() -> None:
+    market = MarketState()
+    market.update([tick("WETH", "uniswap", 100.0, 0.0, volume=0.0)])
+    assert np.isnan(row_features(market, "eth:WETH", now=0.0)[F["log_turnover"]])
+    market.update([tick("WETH", "uniswap", 100.0, 1.0, volume=5.0, liquidity=1e4)])
+    f = row_features(market, "eth:WETH", now=1.0)
+    assert f[F["log_turnover"]] == pytest.approx(math.log(5.0 / 1e4), rel=1e-12)
+
+
 def test_volatility_uses_each_pools_own_returns() -> None:
     """Two DEXes quoting constant but different prices: the token's price never moves."""
     ticks = [
@@ -302,6 +331,21 @@ def test_load_replaces_what_the_state_held_for_that_token() -> None:
         row_features(target, "eth:WETH", now=5.0), row_features(source, "eth:WETH", now=5.0)
     )
     assert target.state[target.rows["eth:USDC"], 1] == 0.0  # log(1.0), untouched
+
+
+def test_a_row_exported_before_turnover_loads_and_its_turnover_restarts() -> None:
+    source = MarketState()
+    source.update([tick("WETH", "uniswap", 100.0, 0.0, volume=1e3)])
+    blob = source.export(["eth:WETH"])["eth:WETH"]
+    record = msgspec.msgpack.decode(blob, type=TokenRecord)
+    old = TokenRecord(record.row[: TURNOVER * 8], record.pools)  # the row before turnover
+    copy = MarketState()
+    copy.load({"eth:WETH": msgspec.msgpack.encode(old)})
+    assert np.isnan(copy.state[0, TURNOVER])
+    np.testing.assert_array_equal(copy.state[0, :TURNOVER], source.state[0, :TURNOVER])
+    copy.update([tick("WETH", "uniswap", 100.0, 1.0, volume=50.0, liquidity=1e5)])
+    f = row_features(copy, "eth:WETH", now=1.0)
+    assert f[F["log_turnover"]] == pytest.approx(math.log(50.0 / 1e5), rel=1e-12)
 
 
 def test_load_more_tokens_than_the_default_capacity() -> None:

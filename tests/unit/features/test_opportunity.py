@@ -49,7 +49,7 @@ def tick(token: str, price: float, t: float, *, chain: str = "eth", **kw: float)
 def test_feature_list_is_unique_and_matches_the_matrix() -> None:
     assert len(set(FEATURES)) == len(FEATURES)
     assert FEATURES == CLASSIC + DERIVED + MARKET
-    assert FEATURES[-1] == "market_coverage"
+    assert FEATURES[-1] == "max_log_turnover"  # appended in 1.1
     X = opportunity_features([opportunity(), opportunity(opportunity_id="op-2")], MarketState())
     assert X.shape == (2, len(FEATURES))
     assert X.dtype == np.float32
@@ -103,8 +103,9 @@ def test_market_features_are_nan_without_market_state() -> None:
     market = MarketState()
     market.update([tick("WETH", 3000.0, -5.0, chain="arb")])  # same token, another chain
     x = opportunity_features([opportunity()], market)[0]
-    for name in MARKET[:-1]:
-        assert np.isnan(x[COL[name]]), name
+    for name in MARKET:
+        if name != "market_coverage":
+            assert np.isnan(x[COL[name]]), name
     assert x[COL["market_coverage"]] == 0.0
     assert np.isfinite(x[: len(CLASSIC + DERIVED)]).all()
 
@@ -162,6 +163,9 @@ def test_two_known_tokens_take_the_worst_and_the_mean() -> None:
         (weth[TOK["gas_level"]] + usdc[TOK["gas_level"]]) / 2, rel=1e-6
     )
     assert weth[TOK["gas_level"]] != usdc[TOK["gas_level"]]
+    # the same trades on thinner pools: USDC turns over more of its depth
+    assert x[COL["max_log_turnover"]] == pytest.approx(usdc[TOK["log_turnover"]], rel=1e-6)
+    assert usdc[TOK["log_turnover"]] > weth[TOK["log_turnover"]]
 
 
 def test_impute_replaces_only_missing_values() -> None:

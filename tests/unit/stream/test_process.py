@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from apex_stream.events import Alert, DeadLetter, Prediction, PriceTick, decode, encode
-from apex_stream.features import MarketState
+from apex_stream.features import FEATURE_VERSION, FEATURES, MarketState
 from apex_stream.features.forecast import ForecastParams
 from apex_stream.inference.ensemble import Ensemble
 from apex_stream.inference.members import MEMBERS
@@ -73,7 +73,7 @@ def test_predictions_go_to_their_opportunity_partition_encoded_as_the_event(
     assert [p.opportunity_id for p in predictions] == [o.opportunity_id for o in (*a, *b)]
     for p in predictions:
         assert set(p.model_scores) == set(MEMBERS)
-        assert p.decision == (p.score > p.threshold) and len(p.features) == 29
+        assert p.decision == (p.score > p.threshold) and len(p.features) == len(FEATURES)
         assert p.decision_rule == "threshold" and p.expected_profit_usd is not None
     (letter,) = out.events
     assert isinstance(letter, DeadLetter) and letter.offset == 9
@@ -106,7 +106,7 @@ def test_encoded_predictions_are_the_prediction_events_bytes(ensemble: Ensemble)
             confidence=float(
                 scores.vote.score[i] if scores.vote.decision[i] else 1 - scores.vote.score[i]
             ),
-            feature_version="1.0",
+            feature_version=FEATURE_VERSION,
             features=[None if np.isnan(v) else v for v in X[i].tolist()],
             voters=list(MEMBERS),
             expected_profit_usd=float(scores.expected_profit_usd[i]),

@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from apex_stream.features import FEATURES
+from apex_stream.features.opportunity import MARKET
 from apex_stream.settings import ROOT
 from apex_stream.simulator import MarketSimulator
 from apex_stream.training.dataset import DAY_START, Dataset, simulate_run
@@ -214,7 +215,9 @@ def refusal(events: Events, tmp_path: Path) -> str:
     write_history(path, events)
     with pytest.raises(HistoryError) as raised:
         read_history(path)
-    assert "no opportunity meets any market state, so its 16 market features" in str(raised.value)
+    market = len(MARKET) - 1  # every market feature but the coverage
+    message = f"no opportunity meets any market state, so its {market} market features"
+    assert message in str(raised.value)
     return str(raised.value)
 
 
