@@ -106,7 +106,8 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = _env("device", "auto")
     onnx_threads: int = Field(default=1, ge=1)
     xgboost_threads: int = Field(default=1, ge=1)
-    voting_strategy: Literal["weighted", "majority", "unanimous", "stacking"] = "weighted"
+    # stacking: the logistic meta-learner of the manifest, measured best calibrated (README)
+    voting_strategy: Literal["weighted", "majority", "unanimous", "stacking"] = "stacking"
     threshold: float = _env("threshold", 0.5, gt=0, lt=1)
     # unset: each member's weight from the catalogue (settings import nothing of the package)
     voting_weights: dict[str, float] | None = None

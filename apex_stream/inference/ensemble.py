@@ -183,23 +183,37 @@ class Scores:
 
     @cached_property
     def strategies(self) -> list[str]:
-        """The strategy that scored each opportunity: the configured one, or the heuristic."""
+        """The strategy that scored each opportunity: the configured one, ``weighted`` where
+        stacking missed one of its members (the vote re-weighted over those that answered), or
+        the heuristic."""
         strategy = self.voting.strategy
-        if self.fallback is None:
+        if self.complete:
             return [strategy] * len(self.vote.score)
-        return [HEURISTIC if f else strategy for f in self.fallback.tolist()]
+        if strategy == "stacking":
+            return [
+                HEURISTIC if not row else strategy if len(row) == len(self.members) else "weighted"
+                for row in self.rows
+            ]
+        return [HEURISTIC if not row else strategy for row in self.rows]
 
 
 def voting_config(settings: Settings, manifest: Manifest) -> VotingConfig:
-    """Voting from settings; the stacking meta-learner's parameters come from the manifest."""
-    stacking = None
-    if settings.voting_strategy == "stacking":
-        params = manifest.active("stacking").params
-        stacking = StackingParams(
-            tuple(params["members"]), tuple(params["coef"]), float(params["intercept"])
-        )
+    """Voting from settings; the stacking meta-learner's parameters come from the manifest. A
+    manifest without an active meta-learner (models registered by hand) votes weighted, with
+    the reason logged, rather than refusing to score."""
+    strategy, stacking = settings.voting_strategy, None
+    if strategy == "stacking":
+        try:
+            params = manifest.active("stacking").params
+        except ModelError as exc:
+            log.warning("stacking vote unavailable (%s): voting weighted instead", exc)
+            strategy = "weighted"
+        else:
+            stacking = StackingParams(
+                tuple(params["members"]), tuple(params["coef"]), float(params["intercept"])
+            )
     return VotingConfig(
-        strategy=settings.voting_strategy,
+        strategy=strategy,
         threshold=settings.threshold,
         weights=dict(settings.voting_weights or VOTING_WEIGHTS),
         online_weight=settings.online_weight,

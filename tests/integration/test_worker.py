@@ -76,7 +76,7 @@ async def test_twenty_thousand_opportunities_scored_and_invalid_dead_lettered(
     for p in decoded:
         assert set(p.model_scores) == MEMBERS and set(p.model_versions) == MEMBERS
         assert all(0.0 <= s <= 1.0 for s in p.model_scores.values())
-        assert p.decision == (p.score > p.threshold) and p.strategy == "weighted"
+        assert p.decision == (p.score > p.threshold) and p.strategy == "stacking"
         assert p.latency_ms >= 0
         # the expected profit at the score: the quote's net profit against its gas (float32
         # features: within 6e-8 of the input amount)

@@ -11,7 +11,7 @@ import pytest
 import xgboost as xgb
 
 from apex_stream.features import FEATURES, MarketState, impute, opportunity_features
-from apex_stream.inference.ensemble import Ensemble
+from apex_stream.inference.ensemble import Ensemble, voting_config
 from apex_stream.inference.heuristic import HEURISTIC, heuristic
 from apex_stream.inference.members import MEMBERS
 from apex_stream.inference.registry import ModelError, Registry
@@ -25,6 +25,11 @@ from tests.support.builds import cpu_onnxruntime_only, cpu_xgboost_only
 @pytest.fixture(scope="module")
 def ensemble() -> Ensemble:
     return Ensemble(Settings())
+
+
+@pytest.fixture(scope="module")
+def weighted() -> Ensemble:
+    return Ensemble(Settings(voting_strategy="weighted"))
 
 
 def test_ensemble_loads_every_member_from_the_manifest(ensemble: Ensemble) -> None:
@@ -47,7 +52,8 @@ def test_ensemble_providers_on_a_cpu_machine(ensemble: Ensemble) -> None:
     }
 
 
-def test_ensemble_scores_simulated_opportunities(ensemble: Ensemble, simulated) -> None:
+def test_ensemble_scores_simulated_opportunities(weighted: Ensemble, simulated) -> None:
+    ensemble = weighted
     X, truth, opportunities = simulated
     assert len(opportunities) == len(X) > 1000
     # the first opportunities arrive before some of their tokens were quoted
@@ -158,6 +164,36 @@ class Broken:
         return self.answers[: len(X)]
 
 
+def test_the_default_vote_is_the_manifests_stacking_meta_learner(
+    ensemble: Ensemble, simulated
+) -> None:
+    X = simulated[0][:300]
+    params = Registry(Settings().models_dir).active("stacking").params
+    config = ensemble.voting
+    assert config.strategy == "stacking" and config.stacking is not None
+    assert config.stacking.members == tuple(params["members"])
+    scores = ensemble.score(X)
+    m = scores.members
+    logits = [
+        np.log(np.clip(m[k], 1e-6, 1 - 1e-6) / (1 - np.clip(m[k], 1e-6, 1 - 1e-6)))
+        for k in params["members"]
+    ]
+    z = params["intercept"] + sum(c * lg for c, lg in zip(params["coef"], logits, strict=True))
+    np.testing.assert_allclose(scores.vote.score, 1 / (1 + np.exp(-z)), rtol=0, atol=1e-9)
+    assert scores.strategies[0] == "stacking"
+
+
+def test_a_manifest_without_a_meta_learner_votes_weighted_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manifest = Registry(Settings().models_dir).manifest()
+    bare = replace(manifest, entries=tuple(e for e in manifest.entries if e.name != "stacking"))
+    with caplog.at_level("WARNING", logger="apex_stream.inference"):
+        config = voting_config(Settings(), bare)
+    assert config.strategy == "weighted" and config.stacking is None
+    assert "stacking vote unavailable" in caplog.text and "voting weighted instead" in caplog.text
+
+
 def with_members(ensemble: Ensemble, **members: Broken) -> Ensemble:
     """A copy of ``ensemble`` (sharing its loaded models) with some members replaced."""
     copy = copy_module.copy(ensemble)
@@ -167,7 +203,8 @@ def with_members(ensemble: Ensemble, **members: Broken) -> Ensemble:
     return copy
 
 
-def test_a_member_that_raises_sits_out_and_the_others_vote(ensemble: Ensemble, simulated) -> None:
+def test_a_member_that_raises_sits_out_and_the_others_vote(weighted: Ensemble, simulated) -> None:
+    ensemble = weighted
     X = simulated[0][:200]
     scores = with_members(ensemble, xgboost=Broken("xgboost")).score(X)
     assert scores.failures == {
@@ -258,3 +295,13 @@ def test_a_candidate_that_does_not_load_gives_its_routes_to_the_active_version(
     ensemble = Ensemble(Settings(models_dir=registry.folder))
     assert list(ensemble.failures) == ["xgboost@1.1.0"]
     assert ensemble.traffic["xgboost"] == {"1.0.0": 1.0}
+
+
+def test_stacking_missing_a_member_says_the_row_was_voted_weighted(
+    ensemble: Ensemble, simulated
+) -> None:
+    X = simulated[0][:20]
+    answers = np.array([0.3] * 10 + [np.nan] * 10)
+    scores = with_members(ensemble, onnx=Broken("onnx", answers)).score(X)
+    assert scores.strategies == ["stacking"] * 10 + ["weighted"] * 10
+    assert scores.voters[10] == ["xgboost", "online"]
