@@ -86,13 +86,22 @@ def _first_line(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Arms:
-    """The serving versions of one member (the active one first), their training means and
-    their traffic split."""
+    """The serving versions of one member (the active one first), their training means, their
+    training ranges (None: recorded before ranges were) and their traffic split."""
 
     name: str
     models: tuple[Member, ...]
     means: tuple[np.ndarray, ...]
     weights: tuple[float, ...]
+    bounds: tuple[tuple[np.ndarray, np.ndarray] | None, ...] = ()
+
+    def inputs(self, X: np.ndarray, k: int) -> np.ndarray:
+        """Version ``k``'s input: missing features imputed with its training means, and every
+        feature clipped to the range it took in training, so a network or a linear model does
+        not extrapolate without bound from a short history (a tree scores the same)."""
+        x = impute(X, self.means[k])
+        bounds = self.bounds[k] if k < len(self.bounds) else None
+        return x if bounds is None else np.clip(x, *bounds)
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -106,16 +115,16 @@ class Arms:
         single version scored the whole batch, else an array per row)."""
         if len(self.models) == 1 or route_ids is None:
             model = self.models[0]
-            scores, failed = answer(model, impute(X, self.means[0]))
+            scores, failed = answer(model, self.inputs(X, 0))
             if failed:
                 failures[f"{self.name}@{model.version}"] = failed
             return scores, model.version
         arm = assign(route_ids, self.weights)
         out = np.empty(len(X))
-        for k, (model, means) in enumerate(zip(self.models, self.means, strict=True)):
+        for k, model in enumerate(self.models):
             rows = np.flatnonzero(arm == k)
             if len(rows):
-                out[rows], failed = answer(model, impute(X[rows], means))
+                out[rows], failed = answer(model, self.inputs(X[rows], k))
                 if failed:
                     failures[f"{self.name}@{model.version}"] = failed
         return out, np.asarray(self.versions, dtype=object)[arm]
@@ -221,6 +230,15 @@ def voting_config(settings: Settings, manifest: Manifest) -> VotingConfig:
         rule=settings.decision_rule,
         min_expected_profit_usd=settings.min_expected_profit_usd,
     )
+
+
+def training_bounds(entry: ModelEntry) -> tuple[np.ndarray, np.ndarray] | None:
+    """The lowest and highest value of each feature in the member's training rows (None for
+    versions trained before they were recorded)."""
+    bounds = entry.params.get("bounds")
+    if bounds is None:
+        return None
+    return np.array(bounds[0], dtype=np.float64), np.array(bounds[1], dtype=np.float64)
 
 
 def training_means(entry: ModelEntry) -> np.ndarray:
@@ -337,6 +355,7 @@ class Ensemble:
                 tuple(models[k] for k in keep),
                 tuple(training_means(entries[k]) for k in keep),
                 tuple(weights[k] / total if total > 0 else float(k == 0) for k in keep),
+                tuple(training_bounds(entries[k]) for k in keep),
             )
         self.voting = voting_config(settings, manifest)
         #: seed 002's ``/predict`` model (None: the manifest has none, or it failed to load)

@@ -35,6 +35,12 @@ class Dataset:
         )
 
 
+def feature_bounds(X: np.ndarray) -> list[list[float]]:
+    """Each feature's lowest and highest value in the (imputed) training rows, which the worker
+    clips that model's inputs to (``inference.ensemble.Arms.inputs``)."""
+    return [np.nanmin(X, axis=0).tolist(), np.nanmax(X, axis=0).tolist()]
+
+
 #: Simulated history comes in segments spread over one day, so time-of-day features cover
 #: every hour (the ground truth ignores the hour; a model must see that, not extrapolate).
 SEGMENTS = 8

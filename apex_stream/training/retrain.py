@@ -44,7 +44,7 @@ from ..inference.ensemble import load_member, training_means
 from ..inference.members import SPECS, SPLITTABLE
 from ..inference.registry import Manifest, ModelEntry, Registry, now_iso
 from ..inference.voting import StackingParams, VotingConfig, fit_stacking, vote
-from .dataset import Dataset
+from .dataset import Dataset, feature_bounds
 from .gate import gate
 from .importance import permutation_importance
 from .metrics import classification_metrics
@@ -211,7 +211,11 @@ def retrain(
                     version,
                     path,
                     metrics=metrics | provenance,
-                    params={"impute": means.tolist(), "importance": importance[name]}
+                    params={
+                        "impute": means.tolist(),
+                        "bounds": feature_bounds(train.X),
+                        "importance": importance[name],
+                    }
                     | (
                         {"xgboost": tuned, "gain": gain_shares(blob, FEATURES)}
                         if name == "xgboost"

@@ -34,7 +34,7 @@ from ..inference.members import SPECS
 from ..inference.online_member import OnlineLearner
 from ..inference.registry import ModelEntry, Registry, sha256_of
 from ..inference.voting import VotingConfig, fit_stacking, vote
-from .dataset import Dataset, simulate
+from .dataset import Dataset, feature_bounds, simulate
 from .engine import train_engine
 from .importance import permutation_importance
 from .metrics import classification_metrics, roc_auc
@@ -221,7 +221,7 @@ def train_members(
                 feature_version=FEATURE_VERSION,
                 metrics=metrics,
                 created=created,
-                params={"impute": means.tolist()} | extra,
+                params={"impute": means.tolist(), "bounds": feature_bounds(train.X)} | extra,
             )
         )
     stacked = vote(test_scores, VotingConfig(strategy="stacking", stacking=stacking)).score

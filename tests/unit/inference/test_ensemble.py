@@ -305,3 +305,18 @@ def test_stacking_missing_a_member_says_the_row_was_voted_weighted(
     scores = with_members(ensemble, onnx=Broken("onnx", answers)).score(X)
     assert scores.strategies == ["stacking"] * 10 + ["weighted"] * 10
     assert scores.voters[10] == ["xgboost", "online"]
+
+
+def test_inputs_are_imputed_and_clipped_to_the_training_range(ensemble: Ensemble) -> None:
+    arms = ensemble.arms["online"]
+    width = len(FEATURES)
+    low, high = np.zeros(width), np.ones(width)
+    bounded = replace(arms, bounds=((low, high),))
+    X = np.full((2, width), 5.0)
+    X[0, 0], X[1, 1] = -3.0, np.nan
+    x = bounded.inputs(X, 0)
+    assert x[0, 0] == 0.0 and (x[:, 2:] == 1.0).all()
+    assert x[1, 1] == min(max(arms.means[0][1], 0.0), 1.0)  # imputed, then clipped
+    # versions trained before ranges were recorded score their inputs as they come
+    unbounded = replace(arms, bounds=(None,))
+    np.testing.assert_array_equal(unbounded.inputs(X, 0), impute(X, arms.means[0]))
